@@ -1,0 +1,29 @@
+"""Typed errors raised by `interp`.
+
+Every message says what happened and what the user can do about it; pages show the message with
+`st.error` and never a traceback. Catch `InterpError` to handle all of them at once.
+"""
+
+from __future__ import annotations
+
+
+class InterpError(Exception):
+    """Base class of every error `interp` raises on purpose."""
+
+
+class ModelUnavailableError(InterpError):
+    """The model can't be had here: not cached and no network, a bad folder, or too little memory."""
+
+
+class InvalidPromptError(InterpError):
+    """The prompt can't be analysed as given (empty, too long, control characters, ...)."""
+
+
+class InvalidOptionError(InterpError):
+    """An option is not one of the valid choices; the message lists them."""
+
+
+def invalid_choice(what: str, value: object, valid: list[str] | tuple[str, ...]) -> InvalidOptionError:
+    """Build the error for an unknown choice, listing the valid ones."""
+    listed = ", ".join(repr(v) for v in valid)
+    return InvalidOptionError(f"Unknown {what} {value!r}. Valid choices: {listed}.")

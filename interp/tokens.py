@@ -1,0 +1,70 @@
+"""Showing tokens as a reader needs to see them.
+
+GPT-2's tokenizer works on bytes: a token may start with a space (" Paris" is one token, "Paris"
+another) or hold part of a multi-byte character such as an emoji. `display_tokens` makes both
+visible: a leading space becomes "␣", a newline "↵", a tab "⇥", and bytes that are not a whole
+character are shown as hex (`<F0 9F>`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cache
+
+SPACE_MARK = "␣"
+VISIBLE_WHITESPACE = {" ": SPACE_MARK, "\n": "↵", "\t": "⇥", "\r": "␍"}
+
+
+@cache
+def byte_decoder() -> dict[str, int]:
+    """The inverse of GPT-2's byte-to-unicode table (every byte has a printable stand-in).
+
+    Bytes that are printable Latin-1 stand for themselves; the remaining 68 map, in order, to
+    code points from 256 up (as in GPT-2's `encoder.py`).
+    """
+    printable = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+                 + list(range(ord("®"), ord("ÿ") + 1)))
+    mapping = {chr(b): b for b in printable}
+    extra = 0
+    for b in range(256):
+        if b not in printable:
+            mapping[chr(256 + extra)] = b
+            extra += 1
+    return mapping
+
+
+def token_bytes(tokenizer, token_id: int) -> bytes:
+    """The raw bytes a token stands for."""
+    piece = tokenizer.convert_ids_to_tokens(int(token_id))
+    if piece is None:
+        return b""
+    decoder = byte_decoder()
+    if all(ch in decoder for ch in piece):
+        return bytes(decoder[ch] for ch in piece)
+    return piece.encode("utf-8")  # special tokens such as <|endoftext|>, and non-byte-level vocabularies
+
+
+def visible(text: str) -> str:
+    """Make whitespace visible, so " Paris" and "Paris" look different."""
+    return "".join(VISIBLE_WHITESPACE.get(ch, ch) for ch in text)
+
+
+def display_token(tokenizer, token_id: int) -> str:
+    """One token as a reader should see it (see the module docstring)."""
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    if int(token_id) in special:
+        return tokenizer.convert_ids_to_tokens(int(token_id))
+    raw = token_bytes(tokenizer, token_id)
+    try:
+        return visible(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        return "<" + " ".join(f"{b:02X}" for b in raw) + ">"
+
+
+def display_tokens(tokenizer, token_ids: Sequence[int]) -> list[str]:
+    return [display_token(tokenizer, int(t)) for t in token_ids]
+
+
+def axis_labels(tokens: Sequence[str]) -> list[str]:
+    """Unique axis labels for plots: position index plus token (Plotly merges equal labels)."""
+    return [f"{i}: {tok}" for i, tok in enumerate(tokens)]

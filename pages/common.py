@@ -1,0 +1,129 @@
+"""What every page shares: session-state keys, the page list, model access and error display.
+
+Pages import this; it holds no computation (that lives in `interp`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import streamlit as st
+
+from interp.caching import shared_model
+from interp.errors import InterpError
+from interp.models import MODEL_REGISTRY, ModelSpec, is_available
+
+
+class Keys:
+    """Session-state keys, defined once. Sidebar widgets use them, so choices persist across pages."""
+
+    MODEL = "model_choice"
+    CUSTOM_MODEL = "custom_model"
+    PROMPT = "prompt"
+    COMPARE = "compare"
+    COMPARE_MODE = "compare_mode"
+    PROMPT_B = "prompt_b"
+    MODEL_B = "model_choice_b"
+
+
+CUSTOM_CHOICE = "other"
+COMPARE_PROMPTS = "Second prompt"
+COMPARE_MODELS = "Second model"
+DEFAULT_PROMPT = "When Mary and John went to the store, John gave a drink to"
+DEFAULT_PROMPT_B = "When Mary and John went to the store, Mary gave a drink to"
+
+
+@dataclass(frozen=True)
+class PageEntry:
+    """A page of the app: its file, its title, and the one question it answers."""
+
+    path: str
+    title: str
+    icon: str
+    question: str
+    url_path: str
+
+
+PAGES: tuple[PageEntry, ...] = (
+    PageEntry("pages/home.py", "Home", ":material/home:",
+              "What does the model predict next, and how does it read the prompt?", "home"),
+)
+
+
+def model_options() -> list[str]:
+    return [*MODEL_REGISTRY, CUSTOM_CHOICE]
+
+
+def default_model_key() -> str | None:
+    """GPT-2 small when it can load without a download, else the demo model, else any that can."""
+    for key in ("gpt2", "demo"):
+        if is_available(MODEL_REGISTRY[key]):
+            return key
+    for key, spec in MODEL_REGISTRY.items():
+        if is_available(spec):
+            return key
+    return None
+
+
+def model_label(key: str) -> str:
+    if key == CUSTOM_CHOICE:
+        return "Other: Hugging Face id or local folder"
+    spec: ModelSpec = MODEL_REGISTRY[key]
+    size = f"{spec.n_params / 1e6:,.0f}M params" if spec.n_params >= 1e7 else "tiny"
+    where = "" if is_available(spec) else " · needs download"
+    return f"{spec.label} · {size} · ~{spec.ram_gb:g} GB RAM{where}"
+
+
+def chosen_model_name(choice_key: str = Keys.MODEL) -> str:
+    choice = st.session_state.get(choice_key) or default_model_key() or "gpt2"
+    if choice == CUSTOM_CHOICE:
+        return (st.session_state.get(Keys.CUSTOM_MODEL) or "").strip()
+    return choice
+
+
+def show_error(error: InterpError) -> None:
+    st.error(str(error), icon=":material/error:")
+
+
+def offer_available_models(choice_key: str) -> None:
+    """After a failed load: buttons that switch to each model that can load here."""
+    loadable = [key for key, spec in MODEL_REGISTRY.items() if is_available(spec)]
+    if not loadable:
+        st.info("No model can load without a download here. Add a local Hugging Face folder "
+                "under 'Other', or connect to the internet once.")
+        return
+    st.write("These models can load right now:")
+    for key in loadable:
+        st.button(f"Use {MODEL_REGISTRY[key].label}", key=f"use-{choice_key}-{key}",
+                  on_click=st.session_state.__setitem__, args=(choice_key, key))
+
+
+def load_chosen_model(choice_key: str = Keys.MODEL):
+    """The chosen shared model, or stop the page with a clear message and alternatives."""
+    name = chosen_model_name(choice_key)
+    if not name:
+        st.warning("Type a Hugging Face model id or a local folder in the sidebar.")
+        st.stop()
+    try:
+        with st.spinner(f"Loading {name} ..."):
+            model = shared_model(name)
+    except InterpError as error:
+        show_error(error)
+        offer_available_models(choice_key)
+        st.stop()
+    if model.info.is_demo:
+        st.caption(":material/science: **Demo model, not GPT-2**: a small GPT-2-architecture "
+                   "model bundled with the app and trained on synthetic text (see its model card).")
+    return model
+
+
+@contextlib.contextmanager
+def reported_errors() -> Iterator[None]:
+    """Show `interp`'s typed errors as messages and stop the page, never as a traceback."""
+    try:
+        yield
+    except InterpError as error:
+        show_error(error)
+        st.stop()

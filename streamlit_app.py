@@ -1,0 +1,76 @@
+"""GPT-2 Interpretability Workbench: the entry point (navigation and the shared sidebar)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from pages.common import (
+    COMPARE_MODELS,
+    COMPARE_PROMPTS,
+    CUSTOM_CHOICE,
+    DEFAULT_PROMPT,
+    DEFAULT_PROMPT_B,
+    PAGES,
+    Keys,
+    default_model_key,
+    model_label,
+    model_options,
+)
+
+from interp.models import MODEL_REGISTRY, is_available
+
+st.set_page_config(page_title="GPT-2 Interpretability Workbench", page_icon=":material/neurology:",
+                   layout="wide")
+
+
+def init_state() -> None:
+    defaults = {
+        Keys.MODEL: default_model_key() or "gpt2",
+        Keys.PROMPT: DEFAULT_PROMPT,
+        Keys.COMPARE: False,
+        Keys.COMPARE_MODE: COMPARE_PROMPTS,
+        Keys.PROMPT_B: DEFAULT_PROMPT_B,
+        Keys.MODEL_B: default_model_key() or "gpt2",
+        Keys.CUSTOM_MODEL: "",
+    }
+    for key, value in defaults.items():
+        st.session_state.setdefault(key, value)
+
+
+def gpt2_missing_note() -> None:
+    if not is_available(MODEL_REGISTRY["gpt2"]):
+        st.caption("GPT-2 is not loaded because it is not in the local Hugging Face cache and this "
+                   "machine may be offline; pick it to try a download, or use the demo model.")
+
+
+def sidebar() -> None:
+    with st.sidebar:
+        st.header("Model and input")
+        st.selectbox("Model", model_options(), key=Keys.MODEL, format_func=model_label,
+                     help="Sizes are parameters; RAM is what loading and running needs in float32.")
+        if st.session_state[Keys.MODEL] == CUSTOM_CHOICE:
+            st.text_input("Hugging Face id or local folder", key=Keys.CUSTOM_MODEL,
+                          placeholder="EleutherAI/pythia-70m or /path/to/folder",
+                          help="Any causal language model that TransformerLens supports.")
+        gpt2_missing_note()
+        st.text_area("Prompt", key=Keys.PROMPT, height=110)
+        st.toggle("Compare", key=Keys.COMPARE,
+                  help="Show a second prompt or a second model side by side.")
+        if st.session_state[Keys.COMPARE]:
+            st.radio("Compare with", [COMPARE_PROMPTS, COMPARE_MODELS], key=Keys.COMPARE_MODE,
+                     horizontal=True)
+            if st.session_state[Keys.COMPARE_MODE] == COMPARE_PROMPTS:
+                st.text_area("Second prompt", key=Keys.PROMPT_B, height=90)
+            else:
+                st.selectbox("Second model", [k for k in MODEL_REGISTRY], key=Keys.MODEL_B,
+                             format_func=model_label)
+
+
+init_state()
+navigation = st.navigation([
+    st.Page(entry.path, title=entry.title, icon=entry.icon, url_path=entry.url_path,
+            default=(index == 0))
+    for index, entry in enumerate(PAGES)
+])
+sidebar()
+navigation.run()
