@@ -112,8 +112,15 @@ class LoadedModel:
         return self.info.name
 
     def to_tokens(self, prompt: str | list[str], prepend_bos: bool = True) -> torch.Tensor:
-        """Token ids [batch, pos], with the BOS token first unless `prepend_bos=False`."""
-        return self.bridge.to_tokens(prompt, prepend_bos=prepend_bos)
+        """Token ids [batch, pos], with the BOS token first unless `prepend_bos=False`.
+
+        Never truncated: a prompt longer than the context is for `check_prompt` to refuse.
+        """
+        return self.bridge.to_tokens(prompt, prepend_bos=prepend_bos, truncate=False)
+
+    def token_ids(self, text: str) -> list[int]:
+        """Ids of `text` alone, with no BOS (TransformerLens makes the tokenizer add one)."""
+        return self.tokenizer(text, add_special_tokens=False).input_ids
 
     @contextlib.contextmanager
     def hooked(self, fwd_hooks: HookList = (), bwd_hooks: HookList = ()) -> Iterator:
@@ -267,19 +274,26 @@ def load_model(name_or_path: str, device: str | None = None,
                 "it, or point the app at a local folder holding the model, or use the bundled "
                 "demo model.")
     device = device or default_device()
-    bridge = boot_bridge(source, label, device, dtype)
-    info = model_info(bridge, name_or_path.strip(), label, source, spec, device, dtype)
+    bridge, n_params = boot_bridge(source, label, device, dtype)
+    info = model_info(bridge, n_params, name_or_path.strip(), label, source, spec, device, dtype)
     return LoadedModel(bridge, info)
 
 
 def boot_bridge(source: str, label: str, device: str, dtype: torch.dtype):
-    """Boot a TransformerBridge with eager attention, turning library failures into our errors."""
+    """Boot a TransformerBridge with eager attention, turning library failures into our errors.
+
+    Returns the bridge and the parameter count of the Hugging Face model (the bridge holds split
+    q/k/v copies of GPT-2's fused weights, so counting its parameters would overstate the size).
+    """
     from transformer_lens.model_bridge import TransformerBridge
+    from transformers import AutoModelForCausalLM
 
     try:
-        bridge = TransformerBridge.boot_transformers(
-            source, device=device, dtype=dtype,
-            hf_config_overrides={"attn_implementation": "eager"})
+        hf_model = AutoModelForCausalLM.from_pretrained(source, attn_implementation="eager",
+                                                        dtype=dtype)
+        n_params = sum(p.numel() for p in hf_model.parameters())
+        bridge = TransformerBridge.boot_transformers(source, hf_model=hf_model, device=device,
+                                                     dtype=dtype)
     except (torch.OutOfMemoryError, MemoryError) as error:
         raise ModelUnavailableError(
             f"Ran out of memory while loading {label}. Choose a smaller model.") from error
@@ -297,13 +311,12 @@ def boot_bridge(source: str, label: str, device: str, dtype: torch.dtype):
     bridge.eval()
     for parameter in bridge.parameters():
         parameter.requires_grad_(False)
-    return bridge
+    return bridge, n_params
 
 
-def model_info(bridge, name: str, label: str, source: str, spec: ModelSpec | None,
+def model_info(bridge, n_params: int, name: str, label: str, source: str, spec: ModelSpec | None,
                device: str, dtype: torch.dtype) -> ModelInfo:
     cfg = bridge.cfg
-    n_params = sum(p.numel() for p in bridge.original_model.parameters())
     architecture = type(bridge.original_model).__name__
     return ModelInfo(
         name=name, label=label, source=source, architecture=architecture,

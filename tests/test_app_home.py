@@ -1,0 +1,84 @@
+"""The app shell and the Home page, driven by Streamlit's AppTest on the tiny model."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from pages.common import CUSTOM_CHOICE, PAGES, Keys
+from tests.conftest import APP_PATH
+
+TIMEOUT = 90
+
+
+def app_on(model_dir, **state) -> AppTest:
+    app = AppTest.from_file(APP_PATH, default_timeout=TIMEOUT)
+    app.session_state[Keys.MODEL] = CUSTOM_CHOICE
+    app.session_state[Keys.CUSTOM_MODEL] = str(model_dir)
+    for key, value in state.items():
+        app.session_state[key] = value
+    return app.run()
+
+
+def texts(app: AppTest) -> str:
+    parts = [m.value for m in app.markdown] + [c.value for c in app.caption]
+    parts += [e.value for e in app.error] + [i.value for i in app.info]
+    return "\n".join(str(p) for p in parts)
+
+
+def test_home_shows_model_card_tokens_and_top_k(tiny_model_dir):
+    app = app_on(tiny_model_dir, **{Keys.PROMPT: "The cat is"})
+    assert not app.exception and not app.error
+    assert app.title[0].value == "GPT-2 Interpretability Workbench"
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["Layers"] == "2" and metrics["Heads"] == "4" and metrics["d_model"] == "32"
+    assert "**Tokens**: 4 of 64" in texts(app)  # BOS + "The", " cat", " is"
+    table = app.dataframe[0].value
+    assert list(table["id"]) == [50256, 464, 3797, 318]
+    assert list(table["token"]) == ["<|endoftext|>", "The", "␣cat", "␣is"]
+    assert len(app.get("plotly_chart")) == 1
+
+
+def test_sidebar_widgets_persist_their_keys(tiny_model_dir):
+    app = app_on(tiny_model_dir)
+    assert app.sidebar.text_area(key=Keys.PROMPT).value == app.session_state[Keys.PROMPT]
+    assert app.sidebar.selectbox(key=Keys.MODEL).value == CUSTOM_CHOICE
+
+
+@pytest.mark.parametrize("prompt, expected", [
+    ("", "empty"), ("beep\x07", "control characters"), (" the" * 80, "reads at most 64"),
+])
+def test_bad_prompts_give_a_message_not_a_traceback(tiny_model_dir, prompt, expected):
+    app = app_on(tiny_model_dir, **{Keys.PROMPT: prompt})
+    assert not app.exception
+    assert any(expected in e.value for e in app.error)
+
+
+def test_emoji_prompt_is_handled(tiny_model_dir):
+    app = app_on(tiny_model_dir, **{Keys.PROMPT: "I love 🙂 and café"})
+    assert not app.exception and not app.error
+    assert "non-ASCII" in texts(app)
+
+
+def test_compare_prompts_side_by_side(tiny_model_dir):
+    app = app_on(tiny_model_dir, **{Keys.COMPARE: True, Keys.PROMPT_B: "Another prompt"})
+    assert not app.exception and not app.error
+    assert len(app.get("plotly_chart")) == 2
+
+
+def test_bad_model_folder_is_a_message_with_alternatives(tmp_path):
+    app = app_on(tmp_path / "missing")
+    assert not app.exception
+    assert any("does not exist" in e.value for e in app.error)
+
+
+def test_default_model_opens_without_exception():
+    app = AppTest.from_file(APP_PATH, default_timeout=TIMEOUT).run()
+    assert not app.exception
+    if app.error:  # no loadable model here: the message says why and offers the alternatives
+        assert "Hugging Face" in app.error[0].value
+
+
+def test_every_page_is_registered_once():
+    paths = [entry.path for entry in PAGES]
+    assert len(paths) == len(set(paths)) and paths[0] == "pages/home.py"
