@@ -32,6 +32,7 @@ def init_state() -> None:
         Keys.PROMPT_B: DEFAULT_PROMPT_B,
         Keys.MODEL_B: default_model_key() or "gpt2",
         Keys.CUSTOM_MODEL: "",
+        Keys.SHELL_READY: True,
     }
     for key, value in defaults.items():
         st.session_state.setdefault(key, value)
@@ -72,5 +73,8 @@ navigation = st.navigation([
             default=(index == 0))
     for index, entry in enumerate(PAGES)
 ])
+deep_link = st.session_state.pop(Keys.DEEP_LINK, None)
+if deep_link:
+    st.switch_page(deep_link)
 sidebar()
 navigation.run()

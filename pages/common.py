@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from urllib.parse import urlparse
 
 import streamlit as st
 
@@ -26,6 +27,8 @@ class Keys:
     COMPARE_MODE = "compare_mode"
     PROMPT_B = "prompt_b"
     MODEL_B = "model_choice_b"
+    SHELL_READY = "app_shell_ready"
+    DEEP_LINK = "pending_deep_link"
 
 
 CUSTOM_CHOICE = "other"
@@ -50,6 +53,29 @@ PAGES: tuple[PageEntry, ...] = (
     PageEntry("pages/home.py", "Home", ":material/home:",
               "What does the model predict next, and how does it read the prompt?", "home"),
 )
+
+
+def page_for_url(url: str | None) -> PageEntry | None:
+    """The registered page a browser URL points at (its last path segment), if any."""
+    if not url:
+        return None
+    segment = urlparse(url).path.rstrip("/").rsplit("/", 1)[-1]
+    return next((entry for entry in PAGES if entry.url_path == segment), None)
+
+
+def require_app_shell() -> None:
+    """Make sure this page runs inside streamlit_app.py (sidebar, navigation, state defaults).
+
+    Because the page files live in `pages/`, Streamlit's legacy multipage mode serves the very
+    first request of a fresh server by running the page file alone when that request is a deep
+    link (`/patching`). We send such a run through the entry point, remembering the page, and
+    `streamlit_app.py` switches back to it once navigation is set up.
+    """
+    if st.session_state.get(Keys.SHELL_READY):
+        return
+    target = page_for_url(st.context.url)
+    st.session_state[Keys.DEEP_LINK] = target.path if target else None
+    st.switch_page("streamlit_app.py")
 
 
 def model_options() -> list[str]:
@@ -102,6 +128,7 @@ def offer_available_models(choice_key: str) -> None:
 
 def load_chosen_model(choice_key: str = Keys.MODEL):
     """The chosen shared model, or stop the page with a clear message and alternatives."""
+    require_app_shell()
     name = chosen_model_name(choice_key)
     if not name:
         st.warning("Type a Hugging Face model id or a local folder in the sidebar.")

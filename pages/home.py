@@ -9,8 +9,16 @@ from interp.export import to_json
 from interp.figures.prediction import top_k_bars
 from interp.predictions import NextTokenPrediction, next_token_topk
 from interp.validation import check_prompt
-from pages.common import COMPARE_MODELS, PAGES, Keys, load_chosen_model, reported_errors
+from pages.common import (
+    COMPARE_MODELS,
+    PAGES,
+    Keys,
+    load_chosen_model,
+    reported_errors,
+    require_app_shell,
+)
 
+require_app_shell()
 st.title("GPT-2 Interpretability Workbench")
 st.write("See *why* GPT-2 says what it says. Choose a model and a prompt in the sidebar, then "
          "open an analysis page.")
