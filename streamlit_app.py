@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from interp.models import MODEL_REGISTRY, is_available
 from pages.common import (
     COMPARE_MODELS,
     COMPARE_PROMPTS,
@@ -16,8 +17,6 @@ from pages.common import (
     model_label,
     model_options,
 )
-
-from interp.models import MODEL_REGISTRY, is_available
 
 st.set_page_config(page_title="GPT-2 Interpretability Workbench", page_icon=":material/neurology:",
                    layout="wide")

@@ -7,6 +7,7 @@ page pays our loading path (TransformerLens' bridge) on top of it.
 from __future__ import annotations
 
 import resource
+
 import torch
 
 from bench.harness import Entry, bench_prompt_tokens, best_time, entry, small_gpt2_dir

@@ -32,7 +32,7 @@ def model_card(model) -> None:
         ("Layers", info.n_layers), ("Heads", info.n_heads), ("d_model", info.d_model),
         ("Vocabulary", f"{info.d_vocab:,}"), ("Context", f"{info.n_ctx:,}"),
         ("Parameters", f"{info.n_params / 1e6:,.1f}M"),
-    ]):
+    ], strict=True):
         column.metric(name, value)
     st.caption(f"{info.architecture} from `{info.source}` on {info.device}, {info.dtype}; "
                f"d_head {info.d_head}, d_mlp {info.d_mlp}.")

@@ -9,12 +9,11 @@ from interp.predictions import NextTokenPrediction
 
 def top_k_bars(prediction: NextTokenPrediction, title: str | None = None) -> go.Figure:
     """Horizontal bars of the top-k next tokens, most likely on top."""
-    labels = [f"{tok!s}" for tok in prediction.top_tokens][::-1]
-    probs = list(prediction.top_probs)[::-1]
-    logits = list(prediction.top_logits)[::-1]
+    # Plotly draws the first bar at the bottom: reverse so rank 1 is on top.
+    labels = [f"{rank}. {token}" for rank, token in enumerate(prediction.top_tokens, start=1)][::-1]
     figure = go.Figure(go.Bar(
-        x=probs, y=[f"{i + 1}. {label}" for i, label in reversed(list(enumerate(labels[::-1])))],
-        orientation="h", customdata=logits,
+        x=list(prediction.top_probs)[::-1], y=labels, orientation="h",
+        customdata=list(prediction.top_logits)[::-1],
         hovertemplate="p = %{x:.4f}<br>logit = %{customdata:.3f}<extra></extra>"))
     figure.update_layout(
         title=title or f"Next token after the prompt ({prediction.model_name})",
