@@ -14,6 +14,7 @@ import streamlit as st
 
 from interp.caching import shared_model
 from interp.errors import InterpError
+from interp.explain import md_escape
 from interp.models import MODEL_REGISTRY, ModelSpec, is_available
 
 
@@ -52,6 +53,9 @@ class PageEntry:
 PAGES: tuple[PageEntry, ...] = (
     PageEntry("pages/home.py", "Home", ":material/home:",
               "What does the model predict next, and how does it read the prompt?", "home"),
+    PageEntry("pages/patching.py", "Activation patching", ":material/swap_horiz:",
+              "Which layers, positions and heads carry the information that decides the answer?",
+              "patching"),
 )
 
 
@@ -97,9 +101,10 @@ def model_label(key: str) -> str:
     if key == CUSTOM_CHOICE:
         return "Other: Hugging Face id or local folder"
     spec: ModelSpec = MODEL_REGISTRY[key]
-    size = f"{spec.n_params / 1e6:,.0f}M params" if spec.n_params >= 1e7 else "tiny"
+    size = f"{spec.n_params / 1e6:,.0f}M params"
+    ram = f"~{spec.ram_gb:g} GB RAM" if spec.ram_gb >= 0.1 else "<0.1 GB RAM"
     where = "" if is_available(spec) else " · needs download"
-    return f"{spec.label} · {size} · ~{spec.ram_gb:g} GB RAM{where}"
+    return f"{spec.label} · {size} · {ram}{where}"
 
 
 def chosen_model_name(choice_key: str = Keys.MODEL) -> str:
@@ -110,7 +115,8 @@ def chosen_model_name(choice_key: str = Keys.MODEL) -> str:
 
 
 def show_error(error: InterpError) -> None:
-    st.error(str(error), icon=":material/error:")
+    """The error's message as typed: user text quoted in it must not turn into Markdown."""
+    st.error(md_escape(str(error)), icon=":material/error:")
 
 
 def offer_available_models(choice_key: str) -> None:

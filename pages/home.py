@@ -62,11 +62,17 @@ def prediction_view(model, prompt: str, k: int, key: str) -> NextTokenPrediction
     return prediction
 
 
-def column_for(model, prompt: str, k: int, key: str) -> None:
+def column_for(model, prompt: str, k: int, key: str, side_by_side: bool) -> None:
     with reported_errors():
         model_card(model)
-        tokenization(model, prompt)
-        prediction_view(model, prompt, k, key)
+        if side_by_side:
+            tokens_column, prediction_column = st.columns(2)
+        else:
+            tokens_column = prediction_column = st.container()
+        with tokens_column:
+            tokenization(model, prompt)
+        with prediction_column:
+            prediction_view(model, prompt, k, key)
 
 
 model = load_chosen_model()
@@ -75,14 +81,14 @@ prompt = st.session_state.get(Keys.PROMPT, "")
 if st.session_state.get(Keys.COMPARE):
     left, right = st.columns(2)
     with left:
-        column_for(model, prompt, k, "a")
+        column_for(model, prompt, k, "a", side_by_side=False)
     with right:
         if st.session_state.get(Keys.COMPARE_MODE) == COMPARE_MODELS:
-            column_for(load_chosen_model(Keys.MODEL_B), prompt, k, "b")
+            column_for(load_chosen_model(Keys.MODEL_B), prompt, k, "b", side_by_side=False)
         else:
-            column_for(model, st.session_state.get(Keys.PROMPT_B, ""), k, "b")
+            column_for(model, st.session_state.get(Keys.PROMPT_B, ""), k, "b", side_by_side=False)
 else:
-    column_for(model, prompt, k, "a")
+    column_for(model, prompt, k, "a", side_by_side=True)
 
 st.divider()
 st.subheader("Analyses")
