@@ -4,8 +4,8 @@ Peer: TransformerLens' own `transformer_lens.patching` on the same bridge (one f
 per patch). Ours batches patches, starts each patched run at the patched layer from the cached
 corrupted run, and unembeds only the last position. The results must agree: the max absolute
 difference is printed and checked against a tolerance of 1e-4 of the sweep's range. Ours is the
-median of 3 runs after a warm-up; the peer runs once (its hundreds of forward passes already
-average over the load of a shared machine).
+median of 3 runs after a warm-up, one before and two after the peer's single run (whose
+hundreds of forward passes already average over the load of a shared machine).
 
 Both run with the same number of torch threads, 1 unless BENCH_TORCH_THREADS says otherwise:
 on a 2-core machine shared with other jobs, two OpenMP threads contending with a busy core made
@@ -15,12 +15,13 @@ one forward pass ~10x slower (1.8 s instead of 0.17 s, measured), which swamps w
 from __future__ import annotations
 
 import os
+import statistics
 import time
 from functools import partial
 
 import torch
 
-from bench.harness import Entry, bench_prompt_tokens, best_time, entry, small_gpt2_dir
+from bench.harness import Entry, bench_prompt_tokens, entry, small_gpt2_dir
 
 TOLERANCE_OF_RANGE = 1e-4
 
@@ -87,11 +88,14 @@ def compare_sweeps(threads: int) -> list[Entry]:
          tl_patching.get_act_patch_attn_head_out_all_pos, "TL get_act_patch_attn_head_out_all_pos"),
     ):
         ours_run = partial(patch, model, inputs, metric, site=site, granularity=granularity)
-        ours_s = best_time(ours_run, repeats=3, warmup=1)
-        ours = ours_run().values
+        ours_run()  # warm-up
+        # Ours runs before and twice after the peer, so the median brackets the peer's window
+        # of time on a machine whose load drifts over minutes.
+        before, ours_result = timed(ours_run)
         with torch.no_grad():
             # One run: 240 (144) forward passes already average over the machine's load.
             peer_s, peer = timed(partial(peer_function, bridge, corrupted, clean_cache, peer_metric))
-        entries.append(compare(f"{label}, {threads} thread(s)", ours_s, ours, peer_s,
+        ours_s = statistics.median([before, timed(ours_run)[0], timed(ours_run)[0]])
+        entries.append(compare(f"{label}, {threads} thread(s)", ours_s, ours_result.values, peer_s,
                                peer.cpu(), peer_name))
     return entries

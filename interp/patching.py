@@ -29,8 +29,8 @@ blocks directly (the bridge's own `start_at_layer` still executes the earlier bl
 their output away); many patches share one forward pass (the batch axis holds patch x prompt,
 and runs join the batch at the block where they start); a patch at position p leaves positions
 before p unchanged (causal attention), so those are read from the cache, not recomputed; and
-only the last position goes through the final layer norm and unembedding, restricted to the
-answer columns for the logit difference.
+only the last position goes through the last block's MLP, the final layer norm and the
+unembedding (restricted to the answer columns for the logit difference).
 
 Site semantics are those of a real residual stream: patching `resid_mid` changes the residual
 that flows on as well as the MLP's input. (On a TransformerLens 4 bridge the hook
@@ -711,8 +711,10 @@ def staircase_pass(model, patches: Sequence[Patch], receiving: dict, source: dic
     block_kwargs = ({"past_key_values": PrefixKeysValues(receiving, first, n_prompts)}
                     if first > 0 else {})
 
-    def join(current, entering: list[Patch]):
+    def join(current, entering: list[Patch], last_position_only: bool = False):
         start = starting_residual(entering, receiving, source, n_prompts, first)
+        if last_position_only:  # after the last block, as last_block_at_last_position leaves it
+            start = start[:, -1:]
         row_order.extend(entering)
         return start if current is None else torch.cat([current, start])
 
@@ -724,21 +726,38 @@ def staircase_pass(model, patches: Sequence[Patch], receiving: dict, source: dic
             if entering:
                 joined_at[block_index] = 0 if hidden is None else hidden.shape[0]
                 hidden = join(hidden, entering)
-            if hidden is not None:
+            last_block = block_index == n_layers - 1
+            if hidden is not None and last_block:
+                hidden = last_block_at_last_position(block, hidden, block_kwargs)
+            elif hidden is not None:
                 output = block(hidden, **block_kwargs)
                 hidden = output[0] if isinstance(output, tuple) else output
             entering_mid = by_entry.get((block_index, True))
             if entering_mid:
                 mid = starting_residual(entering_mid, receiving, source, n_prompts, first)
                 row_order.extend(entering_mid)
+                if last_block:
+                    mid = mid[:, -1:]
                 post = mid + block.mlp(block.ln2(mid))
                 hidden = post if hidden is None else torch.cat([hidden, post])
         after_last = by_entry.get((n_layers, False))
         if after_last:
-            hidden = join(hidden, after_last)
+            hidden = join(hidden, after_last, last_position_only=True)
         scores = score(hidden[:, -1])
     position = {id(p): i for i, p in enumerate(row_order)}
     return scores[torch.tensor([position[id(p)] for p in patches])]
+
+
+def last_block_at_last_position(block, hidden: torch.Tensor, block_kwargs: dict) -> torch.Tensor:
+    """The last block's output at the last position only [rows, 1, d], which is all the metric
+    reads: attention runs over every position (its keys and values need them), the MLP only on
+    the last one. Same arithmetic as the block: resid_mid = attn_out + resid_pre, then
+    resid_post = resid_mid + mlp(ln2(resid_mid)).
+    """
+    attention = block.attn(block.ln1(hidden), **block_kwargs)
+    attn_out = attention[0] if isinstance(attention, tuple) else attention
+    mid = attn_out[:, -1:] + hidden[:, -1:]
+    return mid + block.mlp(block.ln2(mid))
 
 
 def head_patch_hook(patches: Sequence[Patch], source: dict, n_prompts: int,

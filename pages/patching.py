@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass
 
 import pandas as pd
@@ -12,7 +11,7 @@ import streamlit as st
 from interp.errors import InterpError, InvalidOptionError
 from interp.explain import explain, md_escape
 from interp.export import figure_to_html, matrix_to_csv, table_to_csv, to_json
-from interp.figures.patching import layer_head_heatmap, layer_pos_heatmap
+from interp.figures.patching import layer_head_heatmap, layer_pos_heatmap, verb_curves_figure
 from interp.patching import (
     DIRECTIONS,
     MethodAgreement,
@@ -457,30 +456,6 @@ def ranked_components(run: PatchingRun) -> None:
                        mime="text/csv", key="patching.export.ranked", on_click="ignore")
 
 
-def verb_curve_figure(curves: VerbCurves, position: int) -> go.Figure:
-    layers = list(range(curves.correct_prob.shape[0]))
-    figure = go.Figure()
-    for name, values, clean, corrupted, colour in (
-            (curves.correct_verb, curves.correct_prob, curves.clean_probs[0],
-             curves.corrupted_probs[0], "#1f77b4"),
-            (curves.wrong_verb, curves.wrong_prob, curves.clean_probs[1],
-             curves.corrupted_probs[1], "#d62728")):
-        label = html.escape(repr(name))  # Plotly renders a few HTML tags in names and titles
-        figure.add_trace(go.Scatter(x=layers, y=values[:, position].tolist(), mode="lines+markers",
-                                    name=f"P({label}) after patching", line=dict(color=colour)))
-        figure.add_trace(go.Scatter(x=layers, y=[clean] * len(layers), mode="lines",
-                                    name=f"P({label}) clean", line=dict(color=colour, dash="dot")))
-        figure.add_trace(go.Scatter(x=layers, y=[corrupted] * len(layers), mode="lines",
-                                    name=f"P({label}) corrupted",
-                                    line=dict(color=colour, dash="dash")))
-    figure.update_layout(
-        title=f"Verb probabilities after patching resid_pre at position {position} "
-              f"({html.escape(curves.tokens[position])})",
-        xaxis=dict(title="layer patched", dtick=1), yaxis_title="probability", height=380,
-        margin=dict(l=10, r=10, t=50, b=10))
-    return figure
-
-
 @st.fragment
 def verb_curves_view(curves: VerbCurves) -> None:
     st.subheader("Both verbs, layer by layer")
@@ -489,7 +464,7 @@ def verb_curves_view(curves: VerbCurves) -> None:
                           curves.subject_position, options=list(range(len(labels))),
                           format_func=lambda p: labels[p])
     position = min(int(position), len(labels) - 1)
-    figure = verb_curve_figure(curves, position)
+    figure = verb_curves_figure(curves, position)
     st.plotly_chart(figure, key="patching.curves")
     st.caption("Solid lines: each verb's probability when the clean residual stream (resid_pre) "
                "at this position and the chosen layer is copied into the corrupted run; dotted: "

@@ -72,11 +72,16 @@ def test_bad_model_folder_is_a_message_with_alternatives(tmp_path):
     assert any("does not exist" in e.value for e in app.error)
 
 
-def test_default_model_opens_without_exception():
+def test_offline_the_app_opens_on_the_labelled_demo_model(monkeypatch):
+    import interp.models
+
+    monkeypatch.setattr(interp.models, "hub_cached", lambda repo_id: False)  # GPT-2 not cached
     app = AppTest.from_file(APP_PATH, default_timeout=TIMEOUT).run()
-    assert not app.exception
-    if app.error:  # no loadable model here: the message says why and offers the alternatives
-        assert "Hugging Face" in app.error[0].value
+    assert not app.exception and not app.error
+    assert app.session_state[Keys.MODEL] == "demo"
+    assert "Demo model, not GPT-2" in texts(app)
+    assert "GPT-2 is not loaded because" in texts(app)
+    assert app.subheader[0].value == "Demo model (bundled, not GPT-2)"
 
 
 def test_every_page_is_registered_once():

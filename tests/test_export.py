@@ -44,3 +44,15 @@ def test_table_csv_and_html():
     assert table_to_csv(["x"], [[1], [2]]).decode().splitlines() == ["x", "1", "2"]
     html = figure_to_html(go.Figure(go.Bar(x=[1], y=[2]))).decode()
     assert "<html>" in html[:100] and "plotly" in html.lower()
+
+
+def test_figures_escape_token_text_for_plotly():
+    from interp.figures import plot_text
+    from interp.figures.prediction import top_k_bars
+    from interp.predictions import NextTokenPrediction
+
+    prediction = NextTokenPrediction("m", "p", ("a",), (1,), (5,), ("<b>bold</b>",), (0.5,),
+                                     (1.0,), 0.1)
+    labels = top_k_bars(prediction).data[0].y
+    assert labels == ("1. &lt;b&gt;bold&lt;/b&gt;",)
+    assert plot_text("a & <i>") == "a &amp; &lt;i&gt;"

@@ -12,7 +12,9 @@ import math
 import plotly.graph_objects as go
 
 from interp.errors import InvalidOptionError
+from interp.figures import plot_text
 from interp.patching import PatchingResult
+from interp.patching_tasks import VerbCurves
 from interp.tokens import axis_labels
 
 DIVERGING_SCALE = "RdBu"
@@ -46,6 +48,10 @@ def describe(result: PatchingResult) -> str:
             f"clean {result.clean_value:.3f}, corrupted {result.corrupted_value:.3f}")
 
 
+def token_axis(tokens) -> list[str]:
+    return [plot_text(label) for label in axis_labels(tokens)]
+
+
 def layer_pos_heatmap(result: PatchingResult, title: str | None = None) -> go.Figure:
     """Layers (rows) by token positions (columns) for a "layer_pos" result."""
     if result.granularity != "layer_pos":
@@ -54,7 +60,7 @@ def layer_pos_heatmap(result: PatchingResult, title: str | None = None) -> go.Fi
             "use layer_head_heatmap for heads.")
     n_layers = result.values.shape[0]
     return heatmap(result, result.normalized.tolist(), result.values.tolist(),
-                   axis_labels(result.tokens), [f"L{layer}" for layer in range(n_layers)],
+                   token_axis(result.tokens), [f"L{layer}" for layer in range(n_layers)],
                    "position", "layer", title or describe(result))
 
 
@@ -67,7 +73,7 @@ def layer_head_heatmap(result: PatchingResult, position: int | None = None,
             raise InvalidOptionError(
                 f"This result is per position: choose a position from 0 to {values.shape[-1] - 1}.")
         values, normalized = values[..., position], normalized[..., position]
-        title = title or f"{describe(result)} at position {axis_labels(result.tokens)[position]}"
+        title = title or f"{describe(result)} at position {token_axis(result.tokens)[position]}"
     elif result.granularity != "head":
         raise InvalidOptionError(
             f"layer_head_heatmap draws layer x head results, not {result.granularity!r}; use "
@@ -77,3 +83,31 @@ def layer_head_heatmap(result: PatchingResult, position: int | None = None,
                    [f"H{head}" for head in range(n_heads)],
                    [f"L{layer}" for layer in range(n_layers)], "head", "layer",
                    title or describe(result))
+
+
+def verb_curves_figure(curves: VerbCurves, position: int) -> go.Figure:
+    """Both verbs' probabilities after patching resid_pre at `position`, layer by layer.
+
+    Solid lines are the patched runs; dotted and dashed lines the clean and corrupted baselines.
+    """
+    layers = list(range(curves.correct_prob.shape[0]))
+    figure = go.Figure()
+    for name, values, clean, corrupted, colour in (
+            (curves.correct_verb, curves.correct_prob, curves.clean_probs[0],
+             curves.corrupted_probs[0], "#1f77b4"),
+            (curves.wrong_verb, curves.wrong_prob, curves.clean_probs[1],
+             curves.corrupted_probs[1], "#d62728")):
+        label = plot_text(repr(name))
+        figure.add_trace(go.Scatter(x=layers, y=values[:, position].tolist(), mode="lines+markers",
+                                    name=f"P({label}) after patching", line=dict(color=colour)))
+        figure.add_trace(go.Scatter(x=layers, y=[clean] * len(layers), mode="lines",
+                                    name=f"P({label}) clean", line=dict(color=colour, dash="dot")))
+        figure.add_trace(go.Scatter(x=layers, y=[corrupted] * len(layers), mode="lines",
+                                    name=f"P({label}) corrupted",
+                                    line=dict(color=colour, dash="dash")))
+    figure.update_layout(
+        title=f"Verb probabilities after patching resid_pre at position {position} "
+              f"({plot_text(curves.tokens[position])})",
+        xaxis=dict(title="layer patched", dtick=1), yaxis_title="probability", height=380,
+        margin=dict(l=10, r=10, t=50, b=10))
+    return figure

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
+from interp.figures import plot_text
 from interp.predictions import NextTokenPrediction
 
 
 def top_k_bars(prediction: NextTokenPrediction, title: str | None = None) -> go.Figure:
     """Horizontal bars of the top-k next tokens, most likely on top."""
     # Plotly draws the first bar at the bottom: reverse so rank 1 is on top.
-    labels = [f"{rank}. {token}" for rank, token in enumerate(prediction.top_tokens, start=1)][::-1]
+    labels = [f"{rank}. {plot_text(token)}" for rank, token in enumerate(prediction.top_tokens, start=1)][::-1]
     figure = go.Figure(go.Bar(
         x=list(prediction.top_probs)[::-1], y=labels, orientation="h",
         customdata=list(prediction.top_logits)[::-1],
         hovertemplate="p = %{x:.4f}<br>logit = %{customdata:.3f}<extra></extra>"))
     figure.update_layout(
-        title=title or f"Next token after the prompt ({prediction.model_name})",
+        title=title or f"Next token after the prompt ({plot_text(prediction.model_name)})",
         xaxis_title="probability", yaxis_title=None, height=60 + 28 * len(labels),
         margin=dict(l=10, r=10, t=40, b=10))
     return figure
