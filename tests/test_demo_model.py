@@ -158,18 +158,17 @@ def test_training_is_deterministic(tmp_path):
     from interp.demo_model import train
 
     for name in ("a", "b"):
-        train.main(
-            [
-                "--out",
-                str(tmp_path / name),
-                "--steps",
-                "20",
-                "--batch-size",
-                "16",
-                "--log-every",
-                "10",
-            ]
-            + ["--eval-every", "20", "--no-ground-truth"]
-        )
+        args = [
+            "--out",
+            str(tmp_path / name),
+            "--steps",
+            "20",
+            "--batch-size",
+            "16",
+            "--log-every",
+            "10",
+            "--no-eval",
+        ]
+        train.main(args)
     for file in ("model.safetensors", "tokenizer.json", "config.json"):
         assert (tmp_path / "a" / file).read_bytes() == (tmp_path / "b" / file).read_bytes(), file

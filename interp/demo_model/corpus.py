@@ -541,8 +541,8 @@ def _filler(rng: random.Random, train_pairs: list[tuple[str, str]]) -> str:
 
 # Share of each kind of example in the corpus.
 MIXTURE: dict[str, float] = {
-    "ioi": 0.37,
-    "induction": 0.24,
+    "ioi": 0.33,
+    "induction": 0.28,
     "agreement": 0.10,
     "facts": 0.09,
     "bias": 0.13,

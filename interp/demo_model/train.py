@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
         default=DEFAULT_OUT,
         help="output folder (default assets/models/demo-gpt2)",
     )
-    parser.add_argument("--steps", type=int, default=8000)
+    parser.add_argument("--steps", type=int, default=10000)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--warmup", type=int, default=300)
@@ -135,6 +135,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log-every", type=int, default=100)
     parser.add_argument("--eval-every", type=int, default=1000)
     parser.add_argument("--no-ground-truth", action="store_true", help="skip the ablation search")
+    parser.add_argument(
+        "--no-eval",
+        action="store_true",
+        help="skip all evaluation and the ablation search (smoke runs)",
+    )
     args = parser.parse_args(argv)
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -196,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"step {step + 1:>5}/{args.steps}  loss {avg:.4f}  lr {lr_at(step, args.steps, args.lr, args.warmup):.2e}  {time.time() - started:.0f} s",
                 flush=True,
             )
-        if (step + 1) % args.eval_every == 0 or step + 1 == args.steps:
+        if not args.no_eval and ((step + 1) % args.eval_every == 0 or step + 1 == args.steps):
             print(f"  eval @ {step + 1}: {quick_eval(runner)}", flush=True)
     train_seconds = time.time() - started
 
@@ -205,14 +210,6 @@ def main(argv: list[str] | None = None) -> None:
     tokenizer.save_pretrained(args.out)
     print(f"saved to {args.out} after {train_seconds:.0f} s", flush=True)
 
-    from transformer_lens.model_bridge import TransformerBridge
-
-    bridge = TransformerBridge.boot_transformers(str(args.out), device="cpu")
-    bridge_runner = evaluate.as_runner(bridge)
-    metrics = evaluate.evaluate_all(bridge_runner)
-    print("held-out accuracies (reloaded through TransformerBridge):")
-    for line in evaluate.summary_lines(metrics):
-        print("  " + line)
     record = {
         "command": "python -m interp.demo_model.train "
         + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -223,13 +220,22 @@ def main(argv: list[str] | None = None) -> None:
         "n_tokens": n_tokens,
         "train_seconds": round(train_seconds, 1),
         "learning_curve": curve,
-        "metrics": metrics,
     }
-    if not args.no_ground_truth:
-        ground_truth = evaluate.ground_truth(bridge_runner)
-        for line in evaluate.ground_truth_lines(ground_truth):
-            print(line, flush=True)
-        (args.out / "ground_truth.json").write_text(json.dumps(ground_truth, indent=2) + "\n")
+    if not args.no_eval:
+        from transformer_lens.model_bridge import TransformerBridge
+
+        bridge_runner = evaluate.as_runner(
+            TransformerBridge.boot_transformers(str(args.out), device="cpu")
+        )
+        record["metrics"] = evaluate.evaluate_all(bridge_runner)
+        print("held-out accuracies (reloaded through TransformerBridge):")
+        for line in evaluate.summary_lines(record["metrics"]):
+            print("  " + line)
+        if not args.no_ground_truth:
+            ground_truth = evaluate.ground_truth(bridge_runner)
+            for line in evaluate.ground_truth_lines(ground_truth):
+                print(line, flush=True)
+            (args.out / "ground_truth.json").write_text(json.dumps(ground_truth, indent=2) + "\n")
     record["total_seconds"] = round(time.time() - started, 1)
     (args.out / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
     print(f"done in {record['total_seconds']:.0f} s", flush=True)
