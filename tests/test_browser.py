@@ -46,7 +46,7 @@ PAGE_TEXT = {"home": "GPT-2 Interpretability Workbench"}
 SHELL_TEXT = "Model and input"
 # A page's main button, clicked once the page has rendered, and the element its result must show
 # (a Streamlit data-testid). Checked whenever a model can load.
-DEFAULT_ACTIONS = {}
+DEFAULT_ACTIONS = {"patching": ("Run patching", "stPlotlyChart")}
 
 SERVER_START_S = 90
 PAGE_RUN_MS = 90_000
