@@ -206,6 +206,17 @@ def visit(page, url: str, name: str, model_expected: bool) -> list[str]:
     return problems
 
 
+def result_appears(page, test_id: str) -> bool:
+    """Wait for the result element: a chart mounts a moment after the script run has ended."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_selector(f'[data-testid="{test_id}"]', state="attached", timeout=30_000)
+    except PlaywrightTimeout:
+        return False
+    return True
+
+
 def run_default_action(page, url_path: str) -> list[str]:
     """Click the page's main button; its result must appear, with no exception or error."""
     label, result_test_id = DEFAULT_ACTIONS[url_path]
@@ -215,8 +226,9 @@ def run_default_action(page, url_path: str) -> list[str]:
         return [f"{url_path}: expected one {label!r} button, found {button.count()}"]
     click_and_wait(page, button)
     where = f"{url_path} after {label!r}"
+    appeared = result_appears(page, result_test_id)
     problems = check_rendered(page, where, model_expected=True)
-    if not page.locator(f'[data-testid="{result_test_id}"]').count():
+    if not appeared:
         problems.append(f"{where}: no {result_test_id} element shows a result")
     screenshot(page, f"{url_path}-after-action")
     return problems
