@@ -182,11 +182,31 @@ def screenshot(page, name: str) -> Path:
     return path
 
 
+def wait_for_app_shell(page, name: str) -> None:
+    """A deep link on a fresh server is redirected through streamlit_app.py and back (see
+    pages.common.require_app_shell): between those runs the page is briefly blank and idle, so
+    wait for the shell's sidebar, the page's own URL and title, then for its run to end."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_selector(f'[data-testid="stSidebar"] >> text={SHELL_TEXT}',
+                               state="attached", timeout=30_000)
+        if name != PAGES[0].url_path:
+            page.wait_for_url(f"**/{name}", timeout=30_000)
+        page.wait_for_selector('[data-testid="stMain"] h1', state="attached", timeout=30_000)
+    except PlaywrightTimeout:
+        return  # the checks in visit() report what is missing
+    wait_until_idle(page, PAGE_RUN_MS)
+
+
 def visit(page, url: str, name: str, model_expected: bool) -> list[str]:
     """Open one page, wait for its run to end, check it and save a screenshot named `name`."""
     page.goto(url, wait_until="domcontentloaded")
     wait_until_idle(page, PAGE_RUN_MS)
+    wait_for_app_shell(page, name)
     problems = check_rendered(page, name, model_expected)
+    if name != PAGES[0].url_path and not page.url.rstrip("/").endswith(f"/{name}"):
+        problems.append(f"{name}: the deep link ended on {page.url} instead of its page")
     if SHELL_TEXT not in page.locator('[data-testid="stSidebar"]').inner_text():
         problems.append(
             f"{name}: ran outside the app shell (no {SHELL_TEXT!r} sidebar). Streamlit runs "
@@ -219,9 +239,15 @@ def result_appears(page, test_id: str) -> bool:
 
 def run_default_action(page, url_path: str) -> list[str]:
     """Click the page's main button; its result must appear, with no exception or error."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     label, result_test_id = DEFAULT_ACTIONS[url_path]
     # Not exact: a button's accessible name also holds its icon's name (e.g. "play_arrow").
     button = page.get_by_role("button", name=label)
+    try:
+        button.first.wait_for(state="visible", timeout=30_000)
+    except PlaywrightTimeout:
+        pass  # counted below
     if button.count() != 1:
         return [f"{url_path}: expected one {label!r} button, found {button.count()}"]
     click_and_wait(page, button)
