@@ -161,24 +161,26 @@ def _ids(runner: Runner, words: Sequence[str]) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------
 
 
+def answer_logit_diffs(runner: Runner, logits: torch.Tensor, correct: Sequence[str],
+                       wrong: Sequence[str]) -> torch.Tensor:
+    """logit(correct word) - logit(wrong word) per row of last-position logits, shape [n]."""
+    rows = torch.arange(len(correct))
+    return logits[rows, _ids(runner, correct)] - logits[rows, _ids(runner, wrong)]
+
+
 def ioi_logit_diffs(
     runner: Runner, prompts: Sequence[corpus.IOIPrompt], hooks: Sequence[Hook] = ()
 ) -> torch.Tensor:
     """logit(" IO") - logit(" S") at the end of each prompt, shape [n]."""
     logits = last_logits(runner, [p.text for p in prompts], hooks)
-    rows = torch.arange(len(prompts))
-    return (
-        logits[rows, _ids(runner, [p.io for p in prompts])]
-        - logits[rows, _ids(runner, [p.s for p in prompts])]
-    )
+    return answer_logit_diffs(runner, logits, [p.io for p in prompts], [p.s for p in prompts])
 
 
 def ioi_eval(runner: Runner, hooks: Sequence[Hook] = (), n: int = N_IOI) -> dict[str, float]:
     prompts = corpus.ioi_prompts("test", n, seed=1)
     logits = last_logits(runner, [p.text for p in prompts], hooks)
-    io_ids, s_ids = _ids(runner, [p.io for p in prompts]), _ids(runner, [p.s for p in prompts])
-    rows = torch.arange(len(prompts))
-    diffs = logits[rows, io_ids] - logits[rows, s_ids]
+    io_ids = _ids(runner, [p.io for p in prompts])
+    diffs = answer_logit_diffs(runner, logits, [p.io for p in prompts], [p.s for p in prompts])
     res = {"mean_logit_diff": diffs.mean().item()}
     for o in ("ABBA", "BABA"):
         sel = diffs[[i for i, p in enumerate(prompts) if p.order == o]]
@@ -192,11 +194,8 @@ def agreement_diffs(
 ) -> torch.Tensor:
     """logit(correct verb) - logit(wrong verb), shape [n]."""
     logits = last_logits(runner, [p.text for p in prompts], hooks)
-    rows = torch.arange(len(prompts))
-    return (
-        logits[rows, _ids(runner, [p.correct for p in prompts])]
-        - logits[rows, _ids(runner, [p.wrong for p in prompts])]
-    )
+    return answer_logit_diffs(runner, logits, [p.correct for p in prompts],
+                              [p.wrong for p in prompts])
 
 
 def agreement_eval(
