@@ -129,15 +129,46 @@ def test_attribution_approximates_exact_patching_but_not_perfectly(sharp_model):
     assert agreement.worst[0][0].startswith("L") and " H" in agreement.worst[0][0]
 
 
+def hand_made_result(normalized: list[list[float]], method: str) -> P.PatchingResult:
+    """A [layer, head] result whose normalized map is given (clean 1, corrupted 0, so values
+    equal the normalized map)."""
+    grid = torch.tensor(normalized, dtype=torch.float32)
+    return P.PatchingResult(
+        model_name="hand-made", method=method, site="z", granularity="head",
+        direction="denoising", metric_name="logit_diff", values=grid.clone(), normalized=grid,
+        clean_value=1.0, corrupted_value=0.0, tokens=("a", "b"), n_prompts=1)
+
+
 def test_compare_methods_refuses_different_maps(sharp_model):
+    """References: `np.corrcoef` for Pearson, `np.corrcoef` of pandas' average ranks for
+    Spearman, and the gaps sorted here by hand for the worst components, on two different
+    hand-made maps (a shared constant offset and unequal spreads make an uncentred or
+    one-sided computation give other numbers)."""
     inputs, metric, _, _ = ioi_inputs(sharp_model)
     heads = P.attribution_patch(sharp_model, inputs, metric, site="z", granularity="head")
     positions = P.attribution_patch(sharp_model, inputs, metric, site="resid_pre")
     with pytest.raises(InvalidOptionError, match="same site"):
         P.compare_methods(heads, positions)
-    same = P.compare_methods(heads, heads)
+
+    exact_map = [[5.0, 3.0, 9.0], [4.0, 4.0, 1.0]]
+    approx_map = [[5.5, 2.0, 8.0], [7.0, 4.0, 3.0]]
+    exact, approx = hand_made_result(exact_map, "exact"), hand_made_result(approx_map, "approx")
+    agreement = P.compare_methods(exact, approx, k=3)
+
+    a, b = np.array(exact_map).flatten(), np.array(approx_map).flatten()
+    assert agreement.pearson == pytest.approx(float(np.corrcoef(a, b)[0, 1]), abs=1e-9)
+    # Ranks by hand (ties share their average): a -> 5 2 6 3.5 3.5 1, b -> 4 1 6 5 3 2.
+    ranks_a, ranks_b = [5, 2, 6, 3.5, 3.5, 1], [4, 1, 6, 5, 3, 2]
+    assert list(pd.Series(a).rank()) == ranks_a and list(pd.Series(b).rank()) == ranks_b
+    spearman = float(np.corrcoef(ranks_a, ranks_b)[0, 1])
+    assert agreement.spearman == pytest.approx(spearman, abs=1e-9)
+    assert agreement.pearson < 0.9 and abs(agreement.pearson - agreement.spearman) > 0.01
+    # Gaps |a - b|: 0.5 1 1 3 0 2 -> the three largest are L1 H0 (3), L1 H2 (2), then the first
+    # of the tied 1s in flat order, L0 H1.
+    assert agreement.worst == [("L1 H0", 4.0, 7.0), ("L1 H2", 1.0, 3.0), ("L0 H1", 3.0, 2.0)]
+
+    same = P.compare_methods(exact, exact)
     assert same.pearson == pytest.approx(1.0) and same.spearman == pytest.approx(1.0)
-    assert all(e == x for _, e, x in same.worst)
 
 
 def test_spearman_ranks_ties_by_their_average():

@@ -128,11 +128,20 @@ def test_other_hub_ids_pass_through_and_registry_sources_resolve():
     assert spec is MODEL_REGISTRY["gpt2-large"] and source == spec.source
 
 
-def test_a_second_folder_loads_independently(tmp_path):
+def test_a_second_folder_loads_independently(tiny_model, tmp_path):
+    """Reference: Hugging Face's own `GPT2LMHeadModel.from_pretrained` of the second folder; the
+    first model's logits on the same tokens must differ (both folders share one shape, so only
+    the weights tell them apart)."""
     folder = save_random_gpt2(tmp_path / "other", seed=1, **TINY_SHAPE)
     model = load_model(str(folder), device="cpu")
     assert model.info.n_layers == TINY_SHAPE["n_layer"]
     assert model.active_hook_count() == 0
+    tokens = model.to_tokens("The cat sat on the mat")
+    with torch.no_grad():
+        reference = GPT2LMHeadModel.from_pretrained(folder).eval()(tokens).logits
+    logits = model.logits(tokens)
+    assert torch.allclose(logits, reference, atol=1e-4), (logits - reference).abs().max()
+    assert (tiny_model.logits(tokens) - logits).abs().max() > 0.1
 
 
 def test_token_ids_have_no_bos_and_to_tokens_has_one(tiny_model):
