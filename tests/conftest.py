@@ -2,6 +2,11 @@
 
 They use GPT-2's real tokenizer (shipped in assets/) and load through the same `load_model` code
 users run. No test may touch the network: the Hub is switched off before anything imports it.
+
+Rules for every test here: numbers come from an independent computation, never from the code
+under test, and a new test of a computation names its independent reference in its docstring
+(a peer library, a hand calculation or an invariant). A test that guards a bug must have been
+seen to fail with the code broken the way the bug would break it.
 """
 
 from __future__ import annotations

@@ -39,10 +39,40 @@ def test_home_shows_model_card_tokens_and_top_k(tiny_model_dir):
     assert len(app.get("plotly_chart")) == 1
 
 
-def test_sidebar_widgets_persist_their_keys(tiny_model_dir):
+@pytest.fixture
+def reruns_through_the_shell(monkeypatch):
+    """Make every AppTest run go through streamlit_app.py, as a browser session's reruns do.
+
+    AppTest clears Streamlit's legacy `pages/`-folder flag before each run, so every run after
+    the first executes the page file on its own, without the sidebar (a real server kept the
+    sidebar and the typed prompt across reruns and page switches, checked in Chromium).
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    original_init = PagesManager.__init__
+
+    def init_without_legacy_pages(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", init_without_legacy_pages)
+
+
+def test_sidebar_widgets_persist_their_keys(tiny_model_dir, reruns_through_the_shell):
+    """Invariant: a prompt typed on one page is still the sidebar's prompt after switching pages
+    and rerunning (the value typed here is the reference, not the widget's own state)."""
+    typed = "Typed on the Home page"
     app = app_on(tiny_model_dir)
-    assert app.sidebar.text_area(key=Keys.PROMPT).value == app.session_state[Keys.PROMPT]
+    app.sidebar.text_area(key=Keys.PROMPT).input(typed).run()
+    assert app.sidebar.text_area(key=Keys.PROMPT).value == typed
+    app.switch_page(PAGES[1].path).run()
+    assert not app.exception and app.title[0].value == PAGES[1].title
+    app.run()
+    assert app.title[0].value == PAGES[1].title
+    assert app.sidebar.text_area(key=Keys.PROMPT).value == typed
     assert app.sidebar.selectbox(key=Keys.MODEL).value == CUSTOM_CHOICE
+    app.switch_page(PAGES[0].path).run()
+    assert app.sidebar.text_area(key=Keys.PROMPT).value == typed
 
 
 @pytest.mark.parametrize("prompt, expected", [
