@@ -61,22 +61,67 @@ def test_task_words_are_single_tokens(lm):
     assert lm.tokenizer.bos_token == "<|endoftext|>"
 
 
-def test_held_out_prompts_never_in_training_corpus():
-    texts = corpus.generate_corpus(20_000, seed=0)
-    held_out_pairs = {frozenset(p) for p in corpus.ioi_name_pairs("test")}
+# A deterministic sample for the fast test; the slow test below regenerates the whole training
+# corpus with the shipped run's settings (metrics.json: examples and seed).
+FAST_CORPUS_SAMPLE = 100_000
+
+
+def held_out_prompts() -> dict[str, set[str]]:
+    """The prompts the evaluation and the head search read (their seeds and sizes, and more)."""
+    agreement = set()
+    for seed in (0, 1):
+        agreement |= {p.text for p in corpus.agreement_prompts("test", 2000, seed=seed)}
+    spans = corpus.induction_spans("test", evaluate.N_INDUCTION, seed=1)
+    spans += corpus.induction_spans("test", 2000, seed=0)
+    return {
+        "agreement": agreement,
+        "facts": {p.text for p in corpus.fact_prompts("test")},
+        "induction": {corpus.induction_text(span) for span in spans},
+        "induction_spans": {" ".join(span) for span in spans},
+    }
+
+
+def assert_no_held_out_prompt_in(texts: list[str]) -> None:
+    """Reference: the corpus sentences themselves, read word by word. A held-out agreement or
+    fact prompt must not be the start of any sentence up to a verb / " of" (the place the model
+    is asked to predict); no sentence may hold both names of a held-out IOI pair; no sentence
+    may be a held-out induction text, or start with a held-out span."""
+    held_out = held_out_prompts()
+    held_out_pairs = [frozenset(p) for p in corpus.ioi_name_pairs("test")]
     names = set(corpus.NAMES)
+    verbs = {verb for pair in corpus.VERB_PAIRS for verb in pair}
+    assert held_out["agreement"] and held_out["facts"] and held_out_pairs
     for text in texts:
-        words = {w.strip(".,") for w in text.split()}
-        present = words & names
+        words = text.split()
+        present = {w.strip(".,?!") for w in words} & names
         assert not any(pair <= present for pair in held_out_pairs), text
-    sentences = set(texts)
-    for prompt in corpus.fact_prompts("test"):
-        assert f"{prompt.text} {prompt.answer}." not in sentences
-    train_facts = {(p.fact, p.text) for p in corpus.fact_prompts("train")}
-    assert {f for f, _ in train_facts} == set(corpus.FACTS)  # every fact is trained in some frame
-    train_agreement = {p.text for p in corpus.agreement_prompts("train", 2000)}
-    test_agreement = {p.text for p in corpus.agreement_prompts("test", 2000)}
-    assert not train_agreement & test_agreement
+        for i, word in enumerate(words):
+            if word in verbs:
+                assert " ".join(words[:i]) not in held_out["agreement"], text
+            if word == "of":
+                assert " ".join(words[: i + 1]) not in held_out["facts"], text
+        assert text not in held_out["induction"], text
+        half = len(words) // 2
+        if len(words) % 2 == 0 and words[:half] == words[half:]:
+            assert " ".join(words[:half]) not in held_out["induction_spans"], text
+
+
+def test_held_out_prompts_never_in_training_corpus():
+    """A deterministic 100,000-sentence sample of the corpus (seed 0) holds no held-out prompt
+    of any task, and every fact is still trained in some phrasing."""
+    texts = corpus.generate_corpus(FAST_CORPUS_SAMPLE, seed=0)
+    assert_no_held_out_prompt_in(texts)
+    train_facts = {p.fact for p in corpus.fact_prompts("train")}
+    assert train_facts == set(corpus.FACTS)
+
+
+@pytest.mark.slow
+def test_held_out_prompts_never_in_the_shipped_training_corpus():
+    """The whole corpus the shipped model was trained on (examples and seed from metrics.json)
+    holds no held-out prompt."""
+    record = json.loads((MODEL_DIR / "metrics.json").read_text())
+    texts = corpus.generate_corpus(record["n_examples"], seed=int(record["args"]["seed"]))
+    assert_no_held_out_prompt_in(texts)
 
 
 def test_ioi_both_orders(runner):
