@@ -160,14 +160,22 @@ def differing_positions(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
     return tuple(i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y)
 
 
-def same_length_or_explain(model, clean: str, corrupted: str, clean_ids: Sequence[int],
-                           corrupted_ids: Sequence[int], advice: str) -> None:
+def shown_ids(model, ids: Sequence[int]) -> str:
+    """Every token of `ids`, the start token included, for error messages that count them."""
+    return " | ".join(display_tokens(model.tokenizer, ids)) or "(nothing)"
+
+
+def same_length_or_explain(model, clean_ids: Sequence[int], corrupted_ids: Sequence[int],
+                           advice: str) -> None:
     if len(clean_ids) != len(corrupted_ids):
+        bos = model.tokenizer.bos_token_id
+        counted = (f", counting the start token {display_tokens(model.tokenizer, [bos])[0]} the "
+                   "model reads first" if bos is not None and list(clean_ids[:1]) == [bos] else "")
         raise InvalidPromptError(
-            f"The clean prompt is {len(clean_ids)} tokens ({shown_tokens(model, clean)}) but the "
-            f"corrupted one is {len(corrupted_ids)} ({shown_tokens(model, corrupted)}). Patching "
-            f"copies activations position by position, so both need the same number of tokens. "
-            f"{advice}")
+            f"The clean prompt is {len(clean_ids)} tokens ({shown_ids(model, clean_ids)}) but the "
+            f"corrupted one is {len(corrupted_ids)} ({shown_ids(model, corrupted_ids)}){counted}. "
+            "Patching copies activations position by position, so both need the same number of "
+            f"tokens. {advice}")
     if list(clean_ids) == list(corrupted_ids):
         raise InvalidPromptError(
             "The clean and corrupted prompts are the same tokens, so there is nothing to patch. "
@@ -238,6 +246,34 @@ def singularize(noun: str) -> str:
     else:
         singular = lower
     return match_case(noun, singular)
+
+
+# Pronoun subjects have no ending to flip; True = plural, False = singular, None = either.
+PRONOUN_NUMBER = {"i": False, "he": False, "she": False, "it": False, "one": False,
+                  "someone": False, "somebody": False, "everyone": False, "everybody": False,
+                  "anyone": False, "nobody": False, "something": False, "everything": False,
+                  "nothing": False, "we": True, "they": True, "you": None}
+PRONOUN_FLIPS = {"he": "they", "she": "they", "it": "they", "they": "it", "we": "I", "i": "we"}
+# Singular nouns that end in "s", and collective nouns that take either verb: their number
+# can't be read from their ending.
+ENDS_IN_S_SINGULAR = ("ss", "us", "is", "ous")
+EITHER_NUMBER = frozenset(
+    "police staff team family data cattle crew group government committee audience jury public "
+    "band couple news series species".split())
+
+
+def noun_looks_plural(noun: str) -> bool | None:
+    """True for a plural-looking noun, False for a singular one, None when its ending can't tell."""
+    lower = noun.lower()
+    if lower in SAME_IN_BOTH or lower in EITHER_NUMBER:
+        return None
+    if lower in IRREGULAR_SINGULARS:
+        return True
+    if lower in IRREGULAR_PLURALS:
+        return False
+    if lower.endswith("s"):
+        return None if lower.endswith(ENDS_IN_S_SINGULAR) else True
+    return False
 
 
 def match_case(model_word: str, word: str) -> str:
@@ -323,21 +359,30 @@ def agreement_task(model, sentence: str = DEFAULT_AGREEMENT_SENTENCE,
     correct_id = single_token_id(model, correct, "The verb")
     wrong_id = single_token_id(model, wrong, "The other verb")
     if corrupted_prefix is None or not corrupted_prefix.strip():
+        check_subject_can_flip(parse, sentence)
         if parse.flipped_noun == parse.noun:
             raise InvalidPromptError(
                 f"{parse.noun!r} is the same in the singular and the plural, so flipping it "
                 "changes nothing. Use another noun, or type the corrupted prefix yourself.")
         start, end = parse.noun_span
         corrupted_text = parse.prefix[:start] + parse.flipped_noun + parse.prefix[end:]
-        advice = (f"{parse.noun!r} and {parse.flipped_noun!r} tokenize differently. Use a noun "
-                  "whose singular and plural are both one token, or type a corrupted prefix "
-                  "with the same number of tokens.")
+        flipped_ids = model.tokenizer.encode(corrupted_text, add_special_tokens=False)
+        clean_ids = model.tokenizer.encode(parse.prefix, add_special_tokens=False)
+        if len(flipped_ids) != len(clean_ids):
+            raise InvalidPromptError(
+                f"The subject {parse.noun!r} could not be flipped to {parse.flipped_noun!r}: "
+                f"{parse.prefix!r} is {len(clean_ids)} tokens ({shown_tokens(model, parse.prefix)})"
+                f" but {corrupted_text!r} would be {len(flipped_ids)} "
+                f"({shown_tokens(model, corrupted_text)}), and patching needs both prefixes to "
+                "have the same number of tokens. Use a noun whose singular and plural are both "
+                "one token (e.g. 'The keys to the cabinet are on the table'), or type a "
+                "corrupted prefix with as many tokens yourself.")
+        advice = "Type a corrupted prefix with as many tokens as the clean one."
     else:
         corrupted_text = corrupted_prefix.strip()
         advice = "Edit the corrupted prefix so it has as many tokens as the clean one."
     corrupted = check_prompt(corrupted_text, model, "The corrupted prefix")
-    same_length_or_explain(model, clean.text, corrupted.text, clean.token_ids,
-                           corrupted.token_ids, advice)
+    same_length_or_explain(model, clean.token_ids, corrupted.token_ids, advice)
     changed = differing_positions(clean.token_ids, corrupted.token_ids)
     subject = span_positions(model, parse.prefix, *parse.noun_span)
     key_positions = [("subject", p) for p in subject] or [("changed", p) for p in changed]
@@ -355,6 +400,41 @@ def agreement_task(model, sentence: str = DEFAULT_AGREEMENT_SENTENCE,
         corrupted_prompts=(corrupted.text,), corrupted_token_ids=(corrupted.token_ids,),
         wrong_answers=(wrong,), wrong_ids=(wrong_id,), key_positions=tuple(key_positions),
         warnings=clean.notes)
+
+
+def check_subject_can_flip(parse: AgreementParse, sentence: str) -> None:
+    """Refuse, saying what to type, a subject the automatic corruption can't flip: a pronoun,
+    or a noun whose number visibly disagrees with the sentence's verb ("The cats is")."""
+    word = parse.noun.lower()
+    verb_number = "plural" if parse.plural else "singular"
+    if word in PRONOUN_NUMBER:
+        pronoun_plural = PRONOUN_NUMBER[word]
+        if pronoun_plural is not None and pronoun_plural != parse.plural:
+            fix = f"{parse.noun} {parse.other_verb}"
+            raise InvalidPromptError(
+                f"In {sentence!r} the verb {parse.verb!r} does not agree with its subject "
+                f"{parse.noun!r} (it takes {parse.other_verb!r}), so the verb the model should "
+                f"prefer is not the one typed. Type a sentence that agrees, e.g. starting "
+                f"{fix!r}; pronoun subjects also need a corrupted prefix typed by hand.")
+        flip = PRONOUN_FLIPS.get(word)
+        example = (f" (e.g. {match_case(parse.noun, flip)!r} for {parse.noun!r})"
+                   if flip else "")
+        raise InvalidPromptError(
+            f"The subject {parse.noun!r} is a pronoun, so its number can't be flipped by "
+            f"changing its ending. Type the corrupted prefix yourself{example}, or use a noun "
+            f"subject, e.g. '{DEFAULT_AGREEMENT_SENTENCE}'.")
+    looks_plural = noun_looks_plural(parse.noun)
+    if looks_plural is not None and looks_plural != parse.plural:
+        noun_number = "plural" if looks_plural else "singular"
+        other_noun = singularize(parse.noun) if looks_plural else pluralize(parse.noun)
+        start, end = parse.noun_span
+        fixed_verb = f"{parse.prefix} {parse.other_verb}"
+        fixed_noun = f"{parse.prefix[:start]}{other_noun}{parse.prefix[end:]} {parse.verb}"
+        raise InvalidPromptError(
+            f"In {sentence!r} the verb {parse.verb!r} is {verb_number} but its subject "
+            f"{parse.noun!r} looks {noun_number}, so the sentence does not agree and the verb the "
+            f"model should prefer is not the one typed. Type a sentence whose verb agrees with "
+            f"its subject, e.g. starting {fixed_verb!r} or {fixed_noun!r}.")
 
 
 @dataclass(frozen=True)
@@ -526,8 +606,8 @@ def ioi_task(model, n_prompts: int = 8, corruption: str = "swap", seed: int = 0,
         corrupted_text = ioi_corrupted_text(prompt, corruption, third)
         clean = check_prompt(prompt.text, model, "The IOI prompt")
         corrupted = check_prompt(corrupted_text, model, "The corrupted IOI prompt")
-        same_length_or_explain(model, clean.text, corrupted.text, clean.token_ids,
-                               corrupted.token_ids, "Use names that are single tokens.")
+        same_length_or_explain(model, clean.token_ids, corrupted.token_ids,
+                               "Use names that are single tokens.")
         clean_ids.append(clean.token_ids)
         corrupted_ids.append(corrupted.token_ids)
         corrupted_texts.append(corrupted_text)
@@ -661,7 +741,7 @@ def fact_task(model, prompt: str = DEFAULT_FACTS[0].prompt, answer: str = DEFAUL
     corrupted_text = clean.text[:start] + other + clean.text[end:]
     corrupted = check_prompt(corrupted_text, model, "The corrupted fact prompt")
     same_length_or_explain(
-        model, clean.text, corrupted.text, clean.token_ids, corrupted.token_ids,
+        model, clean.token_ids, corrupted.token_ids,
         f"Choose another subject with as many tokens as {subject_text!r} "
         f"({shown_tokens(model, subject_text)}), or use noise corruption.")
     wrong, wrong_id, warnings = None, None, []
@@ -753,7 +833,7 @@ def custom_task(model, clean: str, corrupted: str, correct: str, wrong: str | No
         warnings.append(note)
     else:
         same_length_or_explain(
-            model, clean, corrupted, clean_ids, corrupted_ids,
+            model, clean_ids, corrupted_ids,
             "Make them the same length (e.g. swap a name for another one-token name), or choose "
             "left-pad alignment, which pads the shorter prompt at the start so the ends line up.")
     changed = differing_positions(clean_ids, corrupted_ids)
@@ -791,11 +871,23 @@ def left_pad(model, clean_ids: list[int], corrupted_ids: list[int]) -> tuple[lis
     while (shared_end < len(clean_ids) and
            clean_ids[-1 - shared_end] == corrupted_ids[-1 - shared_end]):
         shared_end += 1
-    first_aligned = len(clean_ids) - shared_end
     note = (f"The {shorter} prompt was padded at the start with {n_pad} BOS token"
-            f"{'s' if n_pad > 1 else ''}, so the two prompts line up from the end. Only positions "
-            f"{first_aligned} to {len(clean_ids) - 1} hold the same tokens in both; earlier "
-            "positions do not correspond one to one, so read per-position results there with "
-            "care. Padding also shifts every token's position, which changes the model's "
-            "output a little.")
+            f"{'s' if n_pad > 1 else ''}, so the two prompts line up from the end. "
+            f"{shared_end_text(shared_end, len(clean_ids))} Padding also shifts every token's "
+            "position, which changes the model's output a little.")
     return clean_ids, corrupted_ids, note
+
+
+def shared_end_text(shared_end: int, n_positions: int) -> str:
+    """Which of the last positions of two end-aligned prompts hold the same tokens."""
+    last = n_positions - 1
+    if shared_end == 0:
+        return ("No position holds the same token in both, not even the last (the prompts end "
+                "with different tokens), so per-position results do not compare one to one "
+                "anywhere; read them with care.")
+    if shared_end == 1:
+        shared = f"Only the last position ({last}) holds the same token in both"
+    else:
+        shared = f"Only positions {n_positions - shared_end} to {last} hold the same tokens in both"
+    return (shared + "; earlier positions do not correspond one to one, so read per-position "
+            "results there with care.")

@@ -6,6 +6,8 @@ by decoding ids back to text rather than re-encoding the way the code under test
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -307,3 +309,46 @@ def test_task_inputs_checks_model_and_metric(tiny_model):
     inputs, metric = tasks.task_inputs(tiny_model, task, "kl_to_clean")
     assert inputs.clean_tokens.tolist() == [list(task.clean_token_ids[0])]
     assert metric.name == "kl_to_clean" and metric.correct_ids == task.correct_ids
+
+
+def test_left_pad_note_never_gives_an_impossible_range(tiny_model):
+    """Hand count: "a" is padded to the 7 positions of <bos> The cat sat on the mat, and " mat"
+    differs from "a", so no position holds the same token in both."""
+    task = tasks.custom_task(tiny_model, "a", "The cat sat on the mat", "b", align="left_pad")
+    note = task.warnings[-1]
+    for first, last in re.findall(r"positions (\d+) to (\d+)", note):
+        assert int(first) <= int(last), note
+    assert "No position holds the same token" in note and "not even the last" in note
+    one = tasks.custom_task(tiny_model, "a mat", "The cat sat on the mat", "b", align="left_pad")
+    assert "Only the last position (6)" in one.warnings[-1]
+
+
+def test_length_mismatch_counts_the_tokens_it_lists(tiny_model):
+    """Invariant: the count in the message equals the number of tokens listed beside it
+    (GPT-2: <|endoftext|> a is 2 tokens, <|endoftext|> The cat is 3)."""
+    with pytest.raises(InvalidPromptError) as error:
+        tasks.custom_task(tiny_model, "a", "The cat", "b")
+    message = str(error.value)
+    counts = re.findall(r"is (\d+) tokens \(([^)]*)\)|one is (\d+) \(([^)]*)\)", message)
+    assert len(counts) == 2, message
+    for clean_n, clean_list, corrupted_n, corrupted_list in counts:
+        n, listed = (clean_n, clean_list) if clean_n else (corrupted_n, corrupted_list)
+        assert int(n) == len(listed.split(" | ")), message
+    assert "(<|endoftext|> | a)" in message and "counting the start token" in message
+
+
+@pytest.mark.parametrize("sentence, names", [
+    ("The cats is on the mat", ["'is'", "'cats'", "does not agree", "'The cats are'",
+                                "'The cat is'"]),
+    ("They is here", ["'They'", "does not agree", "'They are'"]),
+    ("It is here", ["pronoun", "corrupted prefix yourself", "'They'"]),
+])
+def test_agreement_errors_name_the_sentence_not_an_invented_prompt(tiny_model, sentence, names):
+    """The messages name what the user typed and what to type; no token split of a prompt the
+    code invented ("The | ␣cat | ses", "They | s") appears."""
+    with pytest.raises(InvalidPromptError) as error:
+        tasks.agreement_task(tiny_model, sentence)
+    message = str(error.value)
+    for name in names:
+        assert name in message, message
+    assert "ses" not in message and "They | s" not in message and "corrupted one" not in message
