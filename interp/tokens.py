@@ -44,6 +44,22 @@ def token_bytes(tokenizer, token_id: int) -> bytes:
     return piece.encode("utf-8")  # special tokens such as <|endoftext|>, and non-byte-level vocabularies
 
 
+def reads_bytes(tokenizer) -> bool:
+    """True for a byte-level BPE tokenizer (GPT-2's kind), which can encode any text."""
+    if hasattr(tokenizer, "byte_encoder"):  # the slow Python GPT-2 tokenizer
+        return True
+    pre_tokenizer = getattr(getattr(tokenizer, "backend_tokenizer", None), "pre_tokenizer", None)
+    if pre_tokenizer is None:
+        return False
+    return '"ByteLevel"' in pre_tokenizer.__getstate__().decode("utf-8", "replace")
+
+
+def special_tokens_in(tokenizer, text: str) -> list[str]:
+    """Special-token strings (e.g. `<|endoftext|>`) typed literally in `text`, in order found."""
+    specials = sorted(set(getattr(tokenizer, "all_special_tokens", []) or []), key=text.find)
+    return [token for token in specials if token and token in text]
+
+
 def visible(text: str) -> str:
     """Make whitespace visible, so " Paris" and "Paris" look different."""
     return "".join(VISIBLE_WHITESPACE.get(ch, ch) for ch in text)

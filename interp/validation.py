@@ -1,8 +1,10 @@
 """Checking a prompt before any model runs on it, with the same rules on every page.
 
 Empty prompts, prompts longer than the model's context window and control characters are refused
-with a message that says what to change. Non-ASCII text and emoji are valid: GPT-2's byte-level
-tokenizer encodes any text, and we only note that a character became several tokens.
+with a message that says what to change. Non-ASCII text and emoji are valid: a byte-level
+tokenizer (GPT-2's, the demo model's) encodes any text, and we only note that a character became
+several tokens. Special-token text typed into a prompt (`<|endoftext|>`) is noted too, because
+the tokenizer reads it as the special token, not as the characters.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from interp.errors import InvalidPromptError
-from interp.tokens import display_tokens
+from interp.tokens import display_tokens, reads_bytes, special_tokens_in
 
 ALLOWED_CONTROL = {"\n", "\t"}
 
@@ -63,11 +65,38 @@ def check_prompt(text: str | None, model, label: str = "The prompt") -> CheckedP
             f"{label} is {len(ids)} tokens long, but {model.info.label} reads at most {n_ctx}. "
             f"Shorten it by {len(ids) - n_ctx} tokens.")
     tokens = display_tokens(model.tokenizer, ids)
-    notes = []
+    notes = special_token_notes(model.tokenizer, text)
     if any(ord(ch) > 127 for ch in text):
-        split = [t for t in tokens if t.startswith("<") and t.endswith(">") and t not in ("<|endoftext|>",)]
-        notes.append(
-            "The prompt has non-ASCII characters; GPT-2 reads bytes, so some characters take "
-            "several tokens" + (f" (shown in hex, e.g. {split[0]})." if split else "."))
+        notes.append(non_ascii_note(model.tokenizer, ids, tokens))
     return CheckedPrompt(text=text, token_ids=tuple(ids), tokens=tuple(tokens), n_ctx=n_ctx,
                          notes=tuple(notes))
+
+
+def special_token_notes(tokenizer, text: str) -> list[str]:
+    """A note for each special token typed as text: the tokenizer reads it as that token."""
+    notes = []
+    boundaries = {tokenizer.bos_token, tokenizer.eos_token} - {None}
+    for special in special_tokens_in(tokenizer, text):
+        meaning = (": the model sees a document boundary there" if special in boundaries else "")
+        notes.append(
+            f"The prompt contains the text {special}, which the model's tokenizer reads as its "
+            f"special token (id {tokenizer.convert_tokens_to_ids(special)}), not as the "
+            f"characters typed{meaning}. Remove it, or write it differently, if you meant the "
+            "characters.")
+    return notes
+
+
+def non_ascii_note(tokenizer, ids: list[int], tokens: list[str]) -> str:
+    """What the model's tokenizer does with characters outside ASCII."""
+    if reads_bytes(tokenizer):
+        specials = set(getattr(tokenizer, "all_special_tokens", []) or [])
+        split = [t for t in tokens if t.startswith("<") and t.endswith(">") and t not in specials]
+        return ("The prompt has non-ASCII characters; the model's tokenizer reads bytes "
+                "(byte-level BPE, as GPT-2's does), so some characters take several tokens"
+                + (f" (shown in hex, e.g. {split[0]})." if split else "."))
+    unknown = tokenizer.unk_token_id
+    lost = unknown is not None and unknown in ids
+    return ("The prompt has non-ASCII characters; the model's tokenizer does not read bytes, so "
+            "some characters may take several tokens"
+            + (f", and characters it does not know became its unknown token "
+               f"{tokenizer.unk_token}." if lost else "."))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from interp import InvalidPromptError, check_prompt
@@ -45,3 +47,39 @@ def test_non_ascii_and_emoji_are_tokenized_with_a_note(tiny_model):
     assert checked.token_ids[0] == 50256  # BOS
     assert list(checked.token_ids[1:]) == gpt2_tokenizer()("Café 🙂").input_ids
     assert checked.notes and "non-ASCII" in checked.notes[0]
+
+
+def test_typed_end_of_text_is_noted_as_the_special_token(tiny_model):
+    """Reference: GPT-2's vocabulary, where <|endoftext|> is id 50256 (a hand-known id)."""
+    checked = check_prompt("one <|endoftext|> two", tiny_model)
+    assert checked.token_ids.count(50256) == 2  # the start token and the typed text
+    assert len(checked.notes) == 1
+    note = checked.notes[0]
+    assert "<|endoftext|>" in note and "special token" in note and "50256" in note
+    assert not check_prompt("one endoftext two", tiny_model).notes
+
+
+def test_non_ascii_note_follows_the_tokenizer_kind(tiny_model):
+    """Invariant: the note says "reads bytes" exactly when the tokenizer is byte-level BPE
+    (GPT-2's and the demo model's), and "does not read bytes" for a word-level tokenizer
+    built here."""
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import Whitespace
+    from transformers import PreTrainedTokenizerFast
+
+    note = check_prompt("Café 🙂", tiny_model).notes[0]
+    assert "reads bytes" in note and "GPT-2 reads" not in note
+
+    from interp.tokens import reads_bytes
+    from interp.validation import non_ascii_note
+
+    demo_folder = Path(__file__).resolve().parents[1] / "assets" / "models" / "demo-gpt2"
+    assert reads_bytes(PreTrainedTokenizerFast.from_pretrained(demo_folder))  # its own BPE
+    word_level = Tokenizer(WordLevel({"[UNK]": 0, "Caf": 1, "cafe": 2}, unk_token="[UNK]"))
+    word_level.pre_tokenizer = Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=word_level, unk_token="[UNK]")
+    ids = tokenizer("cafe Café")["input_ids"]
+    assert ids[0] == 2 and 0 in ids
+    other = non_ascii_note(tokenizer, ids, tokenizer.convert_ids_to_tokens(ids))
+    assert "does not read bytes" in other and "[UNK]" in other
