@@ -110,6 +110,8 @@ def metric_gradients(model, tokens: torch.Tensor, metric: PatchingMetric,
         missing = [c for c in wanted if c not in activations]
         if missing:
             raise unreachable(missing, "its hook never ran in the forward pass")
+        if not value.requires_grad:
+            raise unreachable(wanted, "the metric's graph reaches none of them")
         grads = torch.autograd.grad(value, [activations[c] for c in wanted], allow_unused=True)
     cut_off = [c for c, g in zip(wanted, grads, strict=True) if g is None]
     if cut_off:
