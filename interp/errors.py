@@ -27,3 +27,11 @@ def invalid_choice(what: str, value: object, valid: list[str] | tuple[str, ...])
     """Build the error for an unknown choice, listing the valid ones."""
     listed = ", ".join(repr(v) for v in valid)
     return InvalidOptionError(f"Unknown {what} {value!r}. Valid choices: {listed}.")
+
+
+class UnsupportedArchitectureError(InterpError):
+    """The method assumes a block layout (GPT-2's) that this model's architecture doesn't have."""
+
+
+class UnreachableSiteError(InterpError):
+    """A gradient-based method found an activation that the metric's graph never reaches."""

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from interp.errors import InvalidOptionError
-from interp.patching import MethodAgreement, PatchingResult
+from interp.patching import RESIDUAL_STREAM_SITES, MethodAgreement, PatchingResult
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,6 @@ def md_escape(text: str) -> str:
 # Activation patching
 # ---------------------------------------------------------------------------------------------
 
-RESIDUAL_SITES = ("resid_pre", "resid_mid", "resid_post")
 TOP_K = 3
 SMALL_GAP = 1e-4
 
@@ -141,7 +140,7 @@ def caveats(result: PatchingResult, gap: float) -> list[str]:
         notes.append("Noising finds components that are *necessary*: corrupting them breaks the "
                      "behaviour. Backup components that take over can hide that a component is "
                      "normally used.")
-    if result.site in RESIDUAL_SITES:
+    if result.site in RESIDUAL_STREAM_SITES:
         notes.append("Residual-stream cells are not separate components: each holds everything "
                      "computed so far at its position, so read a row as *where* the information "
                      "sits at that layer.")

@@ -20,6 +20,8 @@ import torch
 from interp.demo_model import corpus
 from interp.errors import InvalidOptionError, InvalidPromptError, invalid_choice
 from interp.patching import (
+    DEFAULT_NOISE_SCALE,
+    METRICS,
     NoiseCorruption,
     PatchingInputs,
     PatchingMetric,
@@ -33,7 +35,6 @@ from interp.tokens import display_tokens
 from interp.validation import check_prompt
 
 TASK_KINDS = ("agreement", "ioi", "fact", "custom")
-METRICS = ("logit_diff", "correct_prob", "kl_to_clean")
 
 # ---------------------------------------------------------------------------------------------
 # The task
@@ -64,7 +65,7 @@ class PatchingTask:
     wrong_answers: tuple[str, ...] | None = None
     wrong_ids: tuple[int, ...] | None = None
     noise_positions: tuple[int, ...] | None = None
-    noise_scale: float = 3.0
+    noise_scale: float = DEFAULT_NOISE_SCALE
     key_positions: tuple[tuple[str, int], ...] = ()
     warnings: tuple[str, ...] = ()
 
@@ -705,7 +706,7 @@ def find_subject(prompt: str, subject: str | None, facts: Sequence[KnownFact]) -
 
 def fact_task(model, prompt: str = DEFAULT_FACTS[0].prompt, answer: str = DEFAULT_FACTS[0].answer,
               corruption: str = "subject", subject: str | None = None,
-              other_subject: str | None = None, noise_scale: float = 3.0,
+              other_subject: str | None = None, noise_scale: float = DEFAULT_NOISE_SCALE,
               facts: Sequence[KnownFact] = DEFAULT_FACTS) -> PatchingTask:
     """Fact recall ("The Eiffel Tower is located in the city of" -> " Paris").
 

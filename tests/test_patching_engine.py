@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from interp import patching as P
-from interp.errors import InvalidOptionError, InvalidPromptError
+from interp.errors import InvalidOptionError, InvalidPromptError, UnsupportedArchitectureError
 from interp.figures.patching import layer_head_heatmap, layer_pos_heatmap
+from interp.patching import staircase
 
 CLEAN_PROMPTS = ["When Mary and John went to the store, John gave a drink to",
                  "When Tom and Anna went to the park, Anna gave a ball to"]
@@ -160,28 +162,86 @@ def test_a_dataset_averages_the_metric_over_its_prompt_pairs(sharp_model, site, 
     assert not torch.allclose(singles[0].values, singles[1].values, atol=1e-3)
 
 
-def test_batch_size_does_not_change_the_numbers(sharp_model):
+REFERENCES: dict = {}
+
+
+def hooked_reference(model, inputs, metric, site, granularity):
+    """Memoized per model, site and granularity (the prompts and metric are always ioi_inputs')."""
+    key = (id(model), site, granularity)
+    if key not in REFERENCES:
+        REFERENCES[key] = hooked_sweep(model, inputs, metric, site, granularity)
+    return REFERENCES[key]
+
+
+def hooked_sweep(model, inputs, metric, site, granularity):
+    """The textbook sweep: one plain forward pass of the corrupted prompts per patch, with a
+    hook writing the clean activation's slice in place (as TransformerLens' setters do)."""
+    n_layers, n_heads, n_pos = model.info.n_layers, model.info.n_heads, inputs.n_positions
+    head_site = site in ("z", "q", "k", "v", "pattern")
+    names = [f"blocks.{layer}.attn.hook_{site}" if head_site else f"blocks.{layer}.hook_{site}"
+             for layer in range(n_layers)]
+    clean = {}
+
+    def save(activation, hook):
+        clean[hook.name] = activation.detach().clone()
+    with torch.no_grad(), model.hooked([(name, save) for name in names]) as bridge:
+        bridge(inputs.clean_tokens)
+    clean = {name: clean[model.bridge.hook_dict[name].name] for name in names}
+    correct, wrong = torch.tensor(metric.correct_ids), torch.tensor(metric.wrong_ids)
+    rows_of_prompts = torch.arange(inputs.n_prompts)
+    shape = {"layer_pos": (n_layers, n_pos), "head_pos": (n_layers, n_heads, n_pos)}[granularity]
+    values = torch.empty(shape)
+    for layer in range(n_layers):  # each row of a batch is its own forward pass (no mixing)
+        cells = list(np.ndindex(*shape[1:]))
+        if granularity == "layer_pos":
+            indices = [(cell[0],) for cell in cells]
+        elif site == "pattern":  # [batch, head, destination, source]
+            indices = [(cell[0], cell[1]) for cell in cells]
+        else:  # [batch, pos, head, d_head]
+            indices = [(cell[1], cell[0]) for cell in cells]
+        name = names[layer]
+
+        def put_clean(activation, hook, name=name, indices=indices):
+            for copy, index in enumerate(indices):
+                rows = slice(copy * inputs.n_prompts, (copy + 1) * inputs.n_prompts)
+                activation[(rows, *index)] = clean[name][(slice(None), *index)]
+            return activation
+        batch = inputs.corrupted_tokens.repeat(len(cells), 1)
+        with torch.no_grad(), model.hooked([(name, put_clean)]) as bridge:
+            logits = bridge(batch)[:, -1].view(len(cells), inputs.n_prompts, -1)
+        scores = (logits[:, rows_of_prompts, correct] - logits[:, rows_of_prompts, wrong]).mean(1)
+        values[layer] = scores.view(shape[1:])
+    return values
+
+
+@pytest.mark.parametrize("site,granularity,batch_size", [
+    ("attn_out", "layer_pos", 1), ("attn_out", "layer_pos", None), ("v", "head_pos", 7),
+    ("v", "head_pos", None),
+])
+def test_batch_size_does_not_change_the_numbers(sharp_model, site, granularity, batch_size):
+    """Reference: one plain hooked forward pass per patch (hooked_reference)."""
     inputs, metric, _, _ = ioi_inputs(sharp_model)
-    default = P.patch(sharp_model, inputs, metric, site="attn_out")
-    one_by_one = P.patch(sharp_model, inputs, metric, site="attn_out", batch_size=1)
-    odd = P.patch(sharp_model, inputs, metric, site="v", granularity="head_pos", batch_size=7)
-    odd_default = P.patch(sharp_model, inputs, metric, site="v", granularity="head_pos")
-    assert one_by_one.options["batch_size"] == 1
-    assert torch.allclose(default.values, one_by_one.values, atol=1e-5)
-    assert torch.allclose(odd.values, odd_default.values, atol=1e-5)
+    result = P.patch(sharp_model, inputs, metric, site=site, granularity=granularity,
+                     batch_size=batch_size)
+    if batch_size is not None:
+        assert result.options["batch_size"] == batch_size
+    expected = hooked_reference(sharp_model, inputs, metric, site, granularity)
+    assert (expected - result.corrupted_value).abs().max() > 1e-2  # patches move the metric
+    assert torch.allclose(result.values, expected, atol=1e-5)
 
 
-@pytest.mark.parametrize("site,granularity", [("mlp_out", "layer_pos"), ("k", "head_pos"),
-                                              ("pattern", "head_pos")])
+@pytest.mark.parametrize("groups", [1, 4, 1000])  # one pass from the first corrupted position;
+@pytest.mark.parametrize("site,granularity", [  # groups of positions; one group per position
+    ("mlp_out", "layer_pos"), ("k", "head_pos"), ("pattern", "head_pos")])
 def test_reusing_the_unchanged_prefix_does_not_change_the_numbers(sharp_model, monkeypatch,
-                                                                  site, granularity):
+                                                                  site, granularity, groups):
+    """Reference: one plain hooked forward pass per patch (hooked_reference)."""
     inputs, metric, _, _ = ioi_inputs(sharp_model)
-    results = []
-    for groups in (1, 4, 1000):  # one pass from position 0; groups; one group per position
-        monkeypatch.setattr(P, "PREFIX_GROUPS", groups)
-        results.append(P.patch(sharp_model, inputs, metric, site=site, granularity=granularity))
-    assert torch.allclose(results[0].values, results[1].values, atol=1e-5)
-    assert torch.allclose(results[0].values, results[2].values, atol=1e-5)
+    monkeypatch.setattr(staircase, "PREFIX_GROUPS", groups)
+    result = P.patch(sharp_model, inputs, metric, site=site, granularity=granularity)
+    assert result.options["engine"] == "staircase"
+    expected = hooked_reference(sharp_model, inputs, metric, site, granularity)
+    assert torch.allclose(result.values, expected, atol=1e-5)
 
 
 def test_progress_reports_every_pass_up_to_the_total(sharp_model):
@@ -494,10 +554,17 @@ def test_path_to_the_logits_from_the_last_layer_is_plain_head_patching(sharp_mod
     assert not torch.allclose(path.values[0], plain.values[0], atol=1e-4)
 
 
-def test_models_whose_blocks_need_more_than_the_residual_are_refused(sharp_model, monkeypatch):
+def test_models_whose_blocks_are_not_gpt2s_get_hooked_patching_or_a_clear_refusal(sharp_model,
+                                                                                 monkeypatch):
+    """Reference for the hooked engine's numbers: the staircase's on the same (real GPT-2) model."""
     inputs, metric, _, _ = ioi_inputs(sharp_model)
+    fast = P.patch(sharp_model, inputs, metric, site="z", granularity="head")
     monkeypatch.setattr(sharp_model.bridge.cfg, "positional_embedding_type", "rotary")
-    with pytest.raises(InvalidOptionError, match="GPT-2-style models"):
-        P.patch(sharp_model, inputs, metric)
-    with pytest.raises(InvalidOptionError, match="attribution_patch"):
+    hooked = P.patch(sharp_model, inputs, metric, site="z", granularity="head")
+    assert (fast.options["engine"], hooked.options["engine"]) == ("staircase", "hooked")
+    assert "not GPT-2's" in hooked.options["engine_note"]
+    assert torch.allclose(hooked.values, fast.values, atol=1e-5)
+    with pytest.raises(UnsupportedArchitectureError, match="Path patching supports GPT-2-style"):
         P.patch_path(sharp_model, inputs, metric, "resid_final")
+    with pytest.raises(UnsupportedArchitectureError, match="use exact patching"):
+        P.attribution_patch(sharp_model, inputs, metric)

@@ -61,6 +61,9 @@ def assert_same_map(ours: torch.Tensor, theirs: torch.Tensor):
 
 @pytest.mark.parametrize("site,granularity,function", [
     ("resid_pre", "layer_pos", tl_patching.get_act_patch_resid_pre),
+    # TL's setter edits hook_resid_mid (ln2's input) in place: on a bridge that changes the
+    # residual stream that flows on, as ours does.
+    ("resid_mid", "layer_pos", tl_patching.get_act_patch_resid_mid),
     ("attn_out", "layer_pos", tl_patching.get_act_patch_attn_out),
     ("mlp_out", "layer_pos", tl_patching.get_act_patch_mlp_out),
     ("z", "head", tl_patching.get_act_patch_attn_head_out_all_pos),
@@ -79,12 +82,17 @@ def test_denoising_equals_transformer_lens(sharp_model, site, granularity, funct
 
 
 @pytest.mark.slow  # TL: one forward pass for each of 120 patches
-def test_heads_by_position_equal_transformer_lens(sharp_model):
+@pytest.mark.parametrize("site,function", [
+    ("z", tl_patching.get_act_patch_attn_head_out_by_pos),
+    ("q", tl_patching.get_act_patch_attn_head_q_by_pos),
+    ("k", tl_patching.get_act_patch_attn_head_k_by_pos),
+    ("v", tl_patching.get_act_patch_attn_head_v_by_pos),
+])
+def test_heads_by_position_equal_transformer_lens(sharp_model, site, function):
     """TL lays the by-position head sweep out [layer, pos, head]; ours is [layer, head, pos]."""
     inputs, metric, _, _ = ioi_inputs(sharp_model)
-    ours = P.patch(sharp_model, inputs, metric, site="z", granularity="head_pos")
-    theirs = transformer_lens_map(sharp_model, inputs, metric,
-                                  tl_patching.get_act_patch_attn_head_out_by_pos)
+    ours = P.patch(sharp_model, inputs, metric, site=site, granularity="head_pos")
+    theirs = transformer_lens_map(sharp_model, inputs, metric, function)
     assert_same_map(ours.values, theirs.permute(0, 2, 1))
 
 

@@ -25,6 +25,7 @@ import torch
 
 from interp.demo_model import corpus
 from interp.demo_model.tokenizer import encode_with_bos, single_token_id
+from interp.patching import ablation
 
 Hook = tuple[str, Callable[..., Any]]
 Head = tuple[int, int]
@@ -35,10 +36,6 @@ N_AGREEMENT = 600
 N_INDUCTION = 200
 # Reference prompts (training split) whose mean head outputs replace ablated heads.
 N_REFERENCE = 300
-
-
-def z_hook_name(layer: int) -> str:
-    return f"blocks.{layer}.attn.hook_z"
 
 
 @dataclass
@@ -318,36 +315,15 @@ def head_means(runner: Runner, texts: Sequence[str]) -> torch.Tensor:
     """Mean of each head's `z` over `texts` and their positions after BOS: [n_layers, n_heads, d_head]."""
     seqs = [encode_with_bos(runner.tokenizer, t) for t in texts]
     tokens, lengths = _pad(seqs, runner.tokenizer.bos_token_id)
-    mask = (torch.arange(tokens.shape[1])[None, :] < lengths[:, None]) & (
-        torch.arange(tokens.shape[1])[None, :] > 0
-    )
-    sums: dict[int, torch.Tensor] = {}
-
-    def record(layer: int) -> Callable[..., None]:
-        def fn(z: torch.Tensor, hook: Any) -> None:
-            sums[layer] = (z.float() * mask[:, :, None, None]).sum((0, 1))
-
-        return fn
-
-    runner.logits(tokens, [(z_hook_name(layer), record(layer)) for layer in range(runner.n_layers)])
-    return torch.stack([sums[layer] for layer in range(runner.n_layers)]) / mask.sum()
+    hooks, means = ablation.z_mean_recorder(runner.n_layers,
+                                            ablation.positions_after_bos(tokens, lengths))
+    runner.logits(tokens, hooks)
+    return means()
 
 
 def mean_ablation_hooks(means: torch.Tensor, heads: Sequence[Head]) -> list[Hook]:
     """Hooks that set `z` of each (layer, head) in `heads` to its mean at every position but BOS."""
-    by_layer: dict[int, list[int]] = {}
-    for layer, head in heads:
-        by_layer.setdefault(int(layer), []).append(int(head))
-    hooks = []
-    for layer, hs in sorted(by_layer.items()):
-
-        def fn(z: torch.Tensor, hook: Any, layer: int = layer, hs: list[int] = hs) -> torch.Tensor:
-            z = z.clone()
-            z[:, 1:, hs] = means[layer, hs].to(z.dtype)
-            return z
-
-        hooks.append((z_hook_name(layer), fn))
-    return hooks
+    return ablation.ablation_hooks(heads, "mean", means=means)
 
 
 # name -> (metric function (runner, hooks) -> float where 0 means "behaviour gone", description)

@@ -28,8 +28,9 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 from interp.demo_model import corpus, evaluate
 from interp.demo_model.tokenizer import train_tokenizer
+from interp.models import DEMO_MODEL_DIR
 
-DEFAULT_OUT = Path(__file__).resolve().parents[2] / "assets" / "models" / "demo-gpt2"
+DEFAULT_OUT = DEMO_MODEL_DIR
 
 ARCH = {"n_layer": 4, "n_head": 4, "n_embd": 128, "n_positions": 64}
 
