@@ -42,7 +42,7 @@ def for_each_side(view: Callable[[Side], None]) -> None:
     second prompt on the same model, or the same prompt on the second model)."""
     model = load_chosen_model()
     prompt = st.session_state.get(Keys.PROMPT, "")
-    mode = compare_mode(current_page())
+    mode = compare_mode(current_page(view))
     if mode is None:
         view(Side(model, prompt))
         return

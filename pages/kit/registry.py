@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlparse
 
 import streamlit as st
 
 from pages.kit.state import Keys
 
+ROOT = Path(__file__).resolve().parents[2]  # the app folder; PageEntry paths start here
 COMPARE_PROMPTS = "Second prompt"
 COMPARE_MODELS = "Second model"
 COMPARE_MODES = (COMPARE_PROMPTS, COMPARE_MODELS)
@@ -52,8 +55,15 @@ def page_for_url(url: str | None) -> PageEntry | None:
     return next((entry for entry in PAGES if entry.url_path == segment), None)
 
 
-def current_page() -> PageEntry:
-    """The page being run (set by streamlit_app.py before it runs the page)."""
+def current_page(view: Callable | None = None) -> PageEntry:
+    """The page being run: the one whose file defines `view` when given (AppTest runs a page's
+    file without the entry point), else the one streamlit_app.py noted before running it."""
+    if view is not None:
+        defined_in = Path(view.__code__.co_filename).resolve()
+        found = next((entry for entry in PAGES if (ROOT / entry.path).resolve() == defined_in),
+                     None)
+        if found is not None:
+            return found
     path = st.session_state.get(Keys.PAGE)
     return next((entry for entry in PAGES if entry.path == path), PAGES[0])
 
