@@ -24,12 +24,16 @@ from interp.patching import (
 from interp.patching_tasks import (
     IOI_CORRUPTIONS,
     METRICS,
+    KnownFact,
     PatchingTask,
     VerbCurves,
     agreement_verb_curves,
     task_inputs,
 )
 
+TASK_LABELS = {"agreement": "Subject-verb agreement", "ioi": "Indirect object (IOI)",
+               "fact": "Fact recall", "custom": "Custom pair"}
+FACT_COLUMNS = ("prompt", "subject", "answer")
 # What can be swept: label -> (site, granularity).
 SWEEPS = {
     "Residual stream (resid_pre)": ("resid_pre", "layer_pos"),
@@ -49,6 +53,26 @@ CORRUPTION_LABELS = {"swap": "flipped subject (ABB -> ABA)", "third_name": "thir
                      "subject": "another subject", "noise": "noise on the subject"}
 CORRUPTION_HELP = "; ".join(f"**{CORRUPTION_LABELS[name]}**: {text}"
                             for name, text in IOI_CORRUPTIONS.items())
+# What each input of a patching experiment means, for forms and API docs alike.
+INPUT_HELP = {
+    "corrupted_prefix": "Leave empty to flip the subject's number automatically (keys -> key). It "
+                        "must have as many tokens as the text before the verb.",
+    "ioi_n": "Averaging over prompts evens out quirks of single names.",
+    "ioi_corruption": CORRUPTION_HELP,
+    "ioi_order": "ABBA names the indirect object first; 'both' alternates.",
+    "fact_corruption": "**another subject**: swap the subject for one with as many tokens; "
+                       "**noise on the subject**: Gaussian noise on its token embeddings "
+                       "(causal tracing).",
+    "fact_other": "Leave empty to pick one from the fact list.",
+    "align": "Left-padding lines the prompts up from the end; positions before the difference "
+             "then don't correspond.",
+    "attribution": "A gradient estimate of every patch at once; its agreement with exact "
+                   "patching is shown next to each heatmap.",
+    "direction": "Denoising copies clean activations into the corrupted run (what is enough to "
+                 "restore the answer); noising copies corrupted ones into the clean run (what "
+                 "the answer needs).",
+}
+ALIGN_LABELS = {"none": "refuse", "left_pad": "left-pad the shorter"}
 RANKED_HEADER = ("site", "component", "normalized", "raw metric")
 
 # progress(fraction done in [0, 1], what is running now)
@@ -86,6 +110,20 @@ class RankedComponents:
     threshold: float
     rows: tuple[tuple[str, str, float, float], ...]
     header: tuple[str, ...] = RANKED_HEADER
+
+
+def task_table(task: PatchingTask) -> dict[str, tuple[str, ...]]:
+    """The task's prompts and answers as columns (corrupted prompts and wrong answers if any)."""
+    columns = {"clean prompt": task.clean_prompts, "correct": task.correct_answers,
+               "corrupted prompt": task.corrupted_prompts, "wrong": task.wrong_answers}
+    return {name: values for name, values in columns.items() if values is not None}
+
+
+def facts_from_rows(rows) -> list[KnownFact]:
+    """Known facts from (prompt, subject, answer) rows as a user edited them, blank prompts
+    skipped."""
+    return [KnownFact(str(prompt), str(subject), str(answer))
+            for prompt, subject, answer in rows if str(prompt).strip()]
 
 
 def resolved_metric(task: PatchingTask, metric: str) -> str:

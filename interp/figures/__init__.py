@@ -30,7 +30,16 @@ class CaptionedFigure:
     name: str
 
 
-FigureBuilder = Callable[..., CaptionedFigure]
+@dataclass(frozen=True)
+class CaptionedTable:
+    """A result shown as a table (a pandas DataFrame), with its caption and a file-name stem."""
+
+    table: object
+    caption: str
+    name: str
+
+
+FigureBuilder = Callable[..., CaptionedFigure | CaptionedTable]
 REGISTRY = TypeRegistry("figure")
 
 
@@ -39,7 +48,7 @@ def register_figure(result_type: type) -> Callable[[FigureBuilder], FigureBuilde
     return REGISTRY.register(result_type)
 
 
-def figure_for(result, **options) -> CaptionedFigure:
+def figure_for(result, **options) -> CaptionedFigure | CaptionedTable:
     """The registered figure and caption of `result` (`options` go to its builder)."""
     return REGISTRY.lookup(result)(result, **options)
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
 import plotly.graph_objects as go
 
 from interp.errors import InvalidOptionError
-from interp.figures import CaptionedFigure, plot_text, register_figure
+from interp.figures import CaptionedFigure, CaptionedTable, plot_text, register_figure
 from interp.patching import PatchingResult
 from interp.patching_tasks import VerbCurves
+from interp.sweeps import RankedComponents
 from interp.tokens import axis_labels
 
 DIVERGING_SCALE = "RdBu"
@@ -154,3 +156,12 @@ def verb_curves_view(curves: VerbCurves, position: int | None = None) -> Caption
                "the last position it is the other way round. Computed with two engine sweeps of "
                "resid_pre by layer and position, measuring each verb's probability.")
     return CaptionedFigure(verb_curves_figure(curves, position), caption, "agreement_verb_curves")
+
+
+@register_figure(RankedComponents)
+def ranked_table(table: RankedComponents) -> CaptionedTable:
+    caption = (f"{len(table.rows)} components across all sweeps, strongest first. Normalized 1 = "
+               "the clean answer, 0 = no effect; components in residual sweeps overlap (each cell "
+               "carries everything before it), so scores don't add up across rows.")
+    return CaptionedTable(pd.DataFrame(table.rows, columns=table.header), caption,
+                          "patching_components")

@@ -34,7 +34,15 @@ from pages.kit.registry import (
     current_page,
     page_for_url,
 )
-from pages.kit.results import explain_panel, explanation_of, export_buttons, progress_reporter, show
+from pages.kit.results import (
+    explain_panel,
+    explanation_of,
+    export_buttons,
+    metric_row,
+    progress_reporter,
+    result_on_click,
+    show,
+)
 from pages.kit.state import (
     Keys,
     cached_across_sessions,
@@ -53,8 +61,8 @@ __all__ = [
     "DEFAULT_PROMPT_B", "PAGES", "Keys", "PageEntry", "Side", "cached_across_sessions",
     "chosen_model_name", "compare_mode", "current_page", "custom_allowed", "default_model_key",
     "edited_table", "explain_panel", "explanation_of", "export_buttons", "for_each_side",
-    "forget", "is_stale", "last_result", "load_chosen_model", "model_label", "model_options",
+    "forget", "is_stale", "last_result", "load_chosen_model", "metric_row", "model_label", "model_options",
     "offer_available_models", "page_for_url", "progress_reporter", "remembered",
-    "reported_errors", "require_app_shell", "run_and_remember", "set_remembered", "show",
+    "reported_errors", "require_app_shell", "result_on_click", "run_and_remember", "set_remembered", "show",
     "show_error", "stale_notice", "try_load_model",
 ]

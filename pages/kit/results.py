@@ -10,8 +10,10 @@ import streamlit as st
 
 from interp import explain as explaining
 from interp import export
-from interp.figures import CaptionedFigure, figure_for
-from pages.kit.state import Keys
+from interp.errors import InterpError
+from interp.figures import CaptionedFigure, CaptionedTable, figure_for
+from pages.kit.models import show_error
+from pages.kit.state import Keys, last_result, run_and_remember, stale_notice
 
 Progress = Callable[[float, str], None]
 
@@ -35,16 +37,39 @@ def progress_reporter(label: str = "Starting ...", status: bool = False) -> Iter
         box.update(state="complete", expanded=False)
 
 
-def show(result, key: str, **options) -> CaptionedFigure:
-    """Draw `result` with the figure and caption registered for its type (`options` go to the
-    figure, e.g. a position); returns them for `export_buttons`."""
+def result_on_click(key: str, signature, clicked: bool, action: str, fn: Callable, *args):
+    """The page's kept result: computed by `fn(*args, progress=...)` with a progress bar when its
+    button was `clicked` (unless kept under the same `signature`), with a notice when it is from
+    other inputs than the current ones; errors are shown, never raised."""
+    if clicked:
+        try:
+            with progress_reporter() as report:
+                run_and_remember(key, signature, fn, *args, progress=report)
+        except InterpError as error:
+            show_error(error)
+    stale_notice(key, signature, action)
+    return last_result(key)
+
+
+def show(result, key: str, **options) -> CaptionedFigure | CaptionedTable:
+    """Draw `result` with the figure (or table) and caption registered for its type (`options`
+    go to the builder, e.g. a position); returns them for `export_buttons`."""
     shown = figure_for(result, **options)
-    st.plotly_chart(shown.figure, key=f"{key}.chart")
+    if isinstance(shown, CaptionedTable):
+        st.dataframe(shown.table, hide_index=True, key=f"{key}.table")
+    else:
+        st.plotly_chart(shown.figure, key=f"{key}.chart")
     st.caption(shown.caption)
     return shown
 
 
-def export_buttons(result, shown: CaptionedFigure | None, key: str, name: str | None = None,
+def metric_row(values: Mapping[str, str]) -> None:
+    """Headline numbers side by side (label -> formatted value)."""
+    for column, (label, value) in zip(st.columns(len(values)), values.items(), strict=True):
+        column.metric(label, value)
+
+
+def export_buttons(result, shown: CaptionedFigure | CaptionedTable | None, key: str, name: str | None = None,
                    json_extra: Mapping | None = None, csv_options: Mapping | None = None) -> None:
     """One Export menu: JSON, CSV where the result is tabular, Plotly HTML where it has a figure.
     Each file is built only when its button is clicked (Streamlit calls `data` then)."""
@@ -58,7 +83,7 @@ def export_buttons(result, shown: CaptionedFigure | None, key: str, name: str | 
             st.download_button("CSV", data=lambda: export.to_csv(result, **csv_options),
                                file_name=f"{name}.csv", mime="text/csv", key=f"{key}.csv",
                                on_click="ignore")
-        if shown is not None:
+        if isinstance(shown, CaptionedFigure):
             st.download_button("Plotly HTML", data=lambda: export.figure_to_html(shown.figure),
                                file_name=f"{name}.html", mime="text/html", key=f"{key}.html",
                                on_click="ignore")
