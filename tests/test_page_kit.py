@@ -3,16 +3,18 @@ switched off, and user text never turns into Markdown."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from collections import Counter
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+import pages.kit
 from interp import explain, export, sweeps
 from interp.errors import InvalidOptionError, ModelNotAllowedError
 from interp.settings import ALLOW_CUSTOM_MODELS, check_model_allowed, custom_models_allowed
-from pages.kit import COMPARE_PROMPTS, CUSTOM_CHOICE, Keys
+from pages.kit import COMPARE_MODELS, COMPARE_PROMPTS, CUSTOM_CHOICE, PAGES, Keys
 from tests.conftest import APP_PATH
 
 TIMEOUT = 90
@@ -62,6 +64,25 @@ def test_a_rerun_that_changes_nothing_rebuilds_no_export_explanation_or_run(
     app.button(key="patching.run").click().run()  # same inputs: the kept run is shown
     assert not app.exception and not app.error
     assert calls == Counter(explain=2, run_sweeps=1)
+
+
+@pytest.mark.parametrize("capabilities, prompt_box, switch, second_model", [
+    (dict(uses_prompt=False, compare_modes=()), False, False, False),
+    (dict(uses_prompt=True, compare_modes=(COMPARE_MODELS,)), True, True, True),
+])
+def test_the_sidebar_shows_only_the_controls_the_page_uses(tiny_model_dir, monkeypatch,
+                                                           capabilities, prompt_box, switch,
+                                                           second_model):
+    home = dataclasses.replace(PAGES[0], **capabilities)
+    for module in (pages.kit, pages.kit.registry):
+        monkeypatch.setattr(module, "PAGES", (home, *PAGES[1:]))
+    app = app_on(tiny_model_dir, **{Keys.COMPARE: True, Keys.COMPARE_MODE: COMPARE_PROMPTS})
+    assert not app.exception and not app.error
+    assert bool([w for w in app.sidebar.text_area if w.key == Keys.PROMPT]) is prompt_box
+    assert bool(app.sidebar.toggle) is switch
+    assert not app.sidebar.radio  # one compare mode at most: nothing to choose
+    assert bool([w for w in app.sidebar.selectbox if w.key == Keys.MODEL_B]) is second_model
+    assert not [w for w in app.sidebar.text_area if w.key == Keys.PROMPT_B]
 
 
 @pytest.mark.parametrize("environ, secrets, allowed", [

@@ -58,8 +58,9 @@ def page_for_url(url: str | None) -> PageEntry | None:
 def current_page(view: Callable | None = None) -> PageEntry:
     """The page being run: the one whose file defines `view` when given (AppTest runs a page's
     file without the entry point), else the one streamlit_app.py noted before running it."""
-    if view is not None:
-        defined_in = Path(view.__code__.co_filename).resolve()
+    code = getattr(view, "__code__", None)
+    if code is not None:
+        defined_in = Path(code.co_filename).resolve()
         found = next((entry for entry in PAGES if (ROOT / entry.path).resolve() == defined_in),
                      None)
         if found is not None:
