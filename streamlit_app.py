@@ -5,14 +5,15 @@ from __future__ import annotations
 import streamlit as st
 
 from interp.models import MODEL_REGISTRY, is_available
-from pages.common import (
-    COMPARE_MODELS,
+from pages.kit import (
     COMPARE_PROMPTS,
     CUSTOM_CHOICE,
     DEFAULT_PROMPT,
     DEFAULT_PROMPT_B,
     PAGES,
     Keys,
+    PageEntry,
+    compare_mode,
     default_model_key,
     model_label,
     model_options,
@@ -35,6 +36,11 @@ def init_state() -> None:
     }
     for key, value in defaults.items():
         st.session_state.setdefault(key, value)
+        # Streamlit forgets a widget's value in a run that does not draw it; the sidebar hides
+        # controls a page does not use, so each value is handed back to session state here.
+        st.session_state[key] = st.session_state[key]
+    if st.session_state[Keys.MODEL] not in model_options():  # custom models switched off
+        st.session_state[Keys.MODEL] = defaults[Keys.MODEL]
 
 
 def gpt2_missing_note() -> None:
@@ -43,7 +49,28 @@ def gpt2_missing_note() -> None:
                    "machine may be offline; pick it to try a download, or use the demo model.")
 
 
-def sidebar() -> None:
+def compare_controls(entry: PageEntry) -> None:
+    """The Compare switch, only on pages that can compare, offering only their modes."""
+    if not entry.compare_modes:
+        return
+    st.toggle("Compare", key=Keys.COMPARE,
+              help="Show " + " or ".join(m.lower() for m in entry.compare_modes) +
+                   " side by side.")
+    mode = compare_mode(entry)
+    if mode is None:
+        return
+    if len(entry.compare_modes) > 1:
+        st.radio("Compare with", entry.compare_modes, key=Keys.COMPARE_MODE, horizontal=True)
+    else:
+        st.caption(f"Compare with: {mode.lower()}")
+    if mode == COMPARE_PROMPTS:
+        st.text_area("Second prompt", key=Keys.PROMPT_B, height=90)
+    else:
+        st.selectbox("Second model", list(MODEL_REGISTRY), key=Keys.MODEL_B,
+                     format_func=model_label)
+
+
+def sidebar(entry: PageEntry) -> None:
     with st.sidebar:
         st.header("Model and input")
         st.selectbox("Model", model_options(), key=Keys.MODEL, format_func=model_label,
@@ -53,17 +80,9 @@ def sidebar() -> None:
                           placeholder="EleutherAI/pythia-70m or /path/to/folder",
                           help="Any causal language model that TransformerLens supports.")
         gpt2_missing_note()
-        st.text_area("Prompt", key=Keys.PROMPT, height=110)
-        st.toggle("Compare", key=Keys.COMPARE,
-                  help="Show a second prompt or a second model side by side.")
-        if st.session_state[Keys.COMPARE]:
-            st.radio("Compare with", [COMPARE_PROMPTS, COMPARE_MODELS], key=Keys.COMPARE_MODE,
-                     horizontal=True)
-            if st.session_state[Keys.COMPARE_MODE] == COMPARE_PROMPTS:
-                st.text_area("Second prompt", key=Keys.PROMPT_B, height=90)
-            else:
-                st.selectbox("Second model", [k for k in MODEL_REGISTRY], key=Keys.MODEL_B,
-                             format_func=model_label)
+        if entry.uses_prompt:
+            st.text_area("Prompt", key=Keys.PROMPT, height=110)
+        compare_controls(entry)
 
 
 init_state()
@@ -75,5 +94,7 @@ navigation = st.navigation([
 deep_link = st.session_state.pop(Keys.DEEP_LINK, None)
 if deep_link:
     st.switch_page(deep_link)
-sidebar()
+current = next((entry for entry in PAGES if entry.url_path == navigation.url_path), PAGES[0])
+st.session_state[Keys.PAGE] = current.path
+sidebar(current)
 navigation.run()

@@ -15,6 +15,10 @@ class ModelUnavailableError(InterpError):
     """The model can't be had here: not cached and no network, a bad folder, or too little memory."""
 
 
+class ModelNotAllowedError(InterpError):
+    """This deployment only serves its listed models (custom ids and folders are switched off)."""
+
+
 class InvalidPromptError(InterpError):
     """The prompt can't be analysed as given (empty, too long, control characters, ...)."""
 

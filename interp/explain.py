@@ -14,8 +14,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from interp.errors import InvalidOptionError
 from interp.patching import RESIDUAL_STREAM_SITES, MethodAgreement, PatchingResult
+from interp.registry import TypeRegistry
 
 
 @dataclass(frozen=True)
@@ -29,30 +29,18 @@ class Explanation:
 
 
 Explainer = Callable[..., Explanation]
-EXPLAINERS: dict[type, Explainer] = {}
+REGISTRY = TypeRegistry("explanation")
+EXPLAINERS: dict[type, Explainer] = REGISTRY.entries
 
 
 def register_explainer(result_type: type) -> Callable[[Explainer], Explainer]:
     """Register the explainer of one result type; a second one for the same type is refused."""
-
-    def register(explainer: Explainer) -> Explainer:
-        if result_type in EXPLAINERS:
-            raise ValueError(f"An explainer for {result_type.__name__} is already registered "
-                             f"({EXPLAINERS[result_type].__name__}).")
-        EXPLAINERS[result_type] = explainer
-        return explainer
-
-    return register
+    return REGISTRY.register(result_type)
 
 
 def explain(result, **context) -> Explanation:
     """The explanation of any registered result type (`context` goes to its explainer)."""
-    for result_type in type(result).__mro__:
-        if result_type in EXPLAINERS:
-            return EXPLAINERS[result_type](result, **context)
-    known = ", ".join(sorted(t.__name__ for t in EXPLAINERS))
-    raise InvalidOptionError(
-        f"There is no explanation for {type(result).__name__} results. Explainable: {known}.")
+    return REGISTRY.lookup(result)(result, **context)
 
 
 MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>$~])")

@@ -2,6 +2,8 @@
 
 Results are frozen dataclasses; tensors and arrays become nested lists, so an export holds the
 inputs, the options, the model and every number, and can be re-read without this package.
+`to_csv(result)` writes the table of any result type with a registered CSV writer (heatmaps as
+labelled matrices, ranked lists as rows); `has_csv` says whether a result is tabular.
 """
 
 from __future__ import annotations
@@ -11,10 +13,16 @@ import dataclasses
 import io
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
+
+from interp.patching import PatchingResult
+from interp.patching_tasks import VerbCurves
+from interp.registry import TypeRegistry
+from interp.patching.sweeps import RankedComponents
+from interp.tokens import axis_labels
 
 
 def plain(value):
@@ -65,3 +73,48 @@ def matrix_to_csv(matrix, row_labels: Sequence[str], column_labels: Sequence[str
 def figure_to_html(figure) -> bytes:
     """A standalone interactive HTML file of a Plotly figure (Plotly's JS inlined, works offline)."""
     return figure.to_html(include_plotlyjs=True, full_html=True).encode("utf-8")
+
+
+CSV_WRITERS = TypeRegistry("CSV writer")
+
+
+def register_csv(result_type: type) -> Callable[[Callable[..., bytes]], Callable[..., bytes]]:
+    """Register the CSV writer of one tabular result type."""
+    return CSV_WRITERS.register(result_type)
+
+
+def has_csv(result) -> bool:
+    return CSV_WRITERS.find(result) is not None
+
+
+def to_csv(result, **options) -> bytes:
+    """CSV bytes of any result type with a registered writer (`options` go to the writer)."""
+    return CSV_WRITERS.lookup(result)(result, **options)
+
+
+@register_csv(PatchingResult)
+def matrix_csv(result: PatchingResult) -> bytes:
+    """The normalized map: rows are layers, columns heads or the clean prompt's positions."""
+    rows = [f"L{layer}" for layer in range(result.values.shape[0])]
+    if result.granularity == "head":
+        columns = [f"H{head}" for head in range(result.values.shape[1])]
+    else:
+        columns = axis_labels(result.tokens)
+    return matrix_to_csv(result.normalized, rows, columns, corner="layer")
+
+
+@register_csv(RankedComponents)
+def ranked_csv(table: RankedComponents) -> bytes:
+    return table_to_csv(table.header, table.rows)
+
+
+@register_csv(VerbCurves)
+def verb_curves_csv(curves: VerbCurves, position: int | None = None) -> bytes:
+    """Both verbs' probabilities by layer after patching one position (all positions if None)."""
+    positions = range(len(curves.tokens)) if position is None else [position]
+    labels = axis_labels(curves.tokens)
+    header = ["position", "layer", f"P({curves.correct_verb})", f"P({curves.wrong_verb})"]
+    rows = [(labels[p], layer, float(curves.correct_prob[layer, p]),
+             float(curves.wrong_prob[layer, p]))
+            for p in positions for layer in range(curves.correct_prob.shape[0])]
+    return table_to_csv(header, rows)

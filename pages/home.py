@@ -5,28 +5,29 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from interp.export import to_json
-from interp.figures.prediction import top_k_bars
+from interp.caching import shared_model
+from interp.explain import md_escape
+from interp.models import MODEL_REGISTRY
 from interp.predictions import NextTokenPrediction, next_token_topk
 from interp.validation import check_prompt
-from pages.common import (
-    COMPARE_MODELS,
-    PAGES,
-    Keys,
-    load_chosen_model,
-    reported_errors,
-    require_app_shell,
-)
+from pages import kit
 
-require_app_shell()
+kit.require_app_shell()
 st.title("GPT-2 Interpretability Workbench")
 st.write("See *why* GPT-2 says what it says. Choose a model and a prompt in the sidebar, then "
          "open an analysis page.")
 
 
+@kit.cached_across_sessions
+def shared_prediction(model_name: str, prompt: str, k: int) -> NextTokenPrediction:
+    """Two visitors asking the same model about the same prompt share one forward pass."""
+    return next_token_topk(shared_model(model_name), prompt, k)
+
+
 def model_card(model) -> None:
     info = model.info
-    st.subheader(info.label)
+    # A registered model's label is ours; any other is the id or folder the user typed.
+    st.subheader(info.label if info.name in MODEL_REGISTRY else md_escape(info.label))
     columns = st.columns(6)
     for column, (name, value) in zip(columns, [
         ("Layers", info.n_layers), ("Heads", info.n_heads), ("d_model", info.d_model),
@@ -34,8 +35,8 @@ def model_card(model) -> None:
         ("Parameters", f"{info.n_params / 1e6:,.1f}M"),
     ], strict=True):
         column.metric(name, value)
-    st.caption(f"{info.architecture} from `{info.source}` on {info.device}, {info.dtype}; "
-               f"d_head {info.d_head}, d_mlp {info.d_mlp}.")
+    st.caption(f"{md_escape(info.architecture)} from {md_escape(info.source)} on {info.device}, "
+               f"{info.dtype}; d_head {info.d_head}, d_mlp {info.d_mlp}.")
 
 
 def tokenization(model, prompt: str) -> None:
@@ -52,46 +53,27 @@ def tokenization(model, prompt: str) -> None:
         st.info(note)
 
 
-def prediction_view(model, prompt: str, k: int, key: str) -> NextTokenPrediction:
-    prediction = next_token_topk(model, prompt, k)
-    st.plotly_chart(top_k_bars(prediction), key=f"topk-{key}")
-    st.caption(f"Bars are probabilities of the next token over the whole vocabulary; hover for "
-               f"the logit. Entropy {prediction.entropy_nats:.2f} nats (lower = more certain).")
-    st.download_button("Export JSON", to_json(prediction), file_name="next_token.json",
-                       mime="application/json", key=f"export-{key}")
-    return prediction
-
-
-def column_for(model, prompt: str, k: int, key: str, side_by_side: bool) -> None:
-    with reported_errors():
-        model_card(model)
-        if side_by_side:
-            tokens_column, prediction_column = st.columns(2)
-        else:
+def view(side: kit.Side) -> None:
+    with kit.reported_errors():
+        model_card(side.model)
+        if side.compared:
             tokens_column = prediction_column = st.container()
-        with tokens_column:
-            tokenization(model, prompt)
-        with prediction_column:
-            prediction_view(model, prompt, k, key)
-
-
-model = load_chosen_model()
-k = st.slider("How many next tokens to show", 3, 30, 10)
-prompt = st.session_state.get(Keys.PROMPT, "")
-if st.session_state.get(Keys.COMPARE):
-    left, right = st.columns(2)
-    with left:
-        column_for(model, prompt, k, "a", side_by_side=False)
-    with right:
-        if st.session_state.get(Keys.COMPARE_MODE) == COMPARE_MODELS:
-            column_for(load_chosen_model(Keys.MODEL_B), prompt, k, "b", side_by_side=False)
         else:
-            column_for(model, st.session_state.get(Keys.PROMPT_B, ""), k, "b", side_by_side=False)
-else:
-    column_for(model, prompt, k, "a", side_by_side=True)
+            tokens_column, prediction_column = st.columns(2)
+        with tokens_column:
+            tokenization(side.model, side.prompt)
+        with prediction_column:
+            prediction = kit.run_and_remember(side.key("home.prediction"), side.signature(k),
+                                              shared_prediction, side.model.name, side.prompt, k)
+            shown = kit.show(prediction, key=side.key("home.topk"))
+            kit.export_buttons(prediction, shown, key=side.key("home.export"))
+
+
+k = st.slider("How many next tokens to show", 3, 30, 10)
+kit.for_each_side(view)
 
 st.divider()
 st.subheader("Analyses")
-for entry in PAGES[1:]:
+for entry in kit.PAGES[1:]:
     st.page_link(entry.path, label=entry.title, icon=entry.icon)
     st.caption(entry.question)

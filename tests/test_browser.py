@@ -3,7 +3,7 @@
 It starts `streamlit run streamlit_app.py` on a free port (offline), opens each page of
 `pages.common.PAGES` with Playwright driving Debian's Chromium (a browser is never downloaded),
 waits until the script run has finished, fails on any exception box, clicks the page's main
-button (those listed in DEFAULT_ACTIONS) and checks its result appears, and saves a screenshot
+button (its `PageEntry.main_action`) and checks that a figure appears, and saves a screenshot
 per page under `test-artifacts/browser/`.
 Deep links come first, the default page (served at `/`) last: a fresh server's first request
 may be a bookmarked `/<page>`, and that page must still run inside the app's shell (its sidebar).
@@ -44,9 +44,9 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 PAGE_TEXT = {"home": "GPT-2 Interpretability Workbench"}
 # Shown by streamlit_app.py's sidebar: proof that a page ran inside the app, not on its own.
 SHELL_TEXT = "Model and input"
-# A page's main button, clicked once the page has rendered, and the element its result must show
-# (a Streamlit data-testid). Checked whenever a model can load.
-DEFAULT_ACTIONS = {"patching": ("Run patching", "stPlotlyChart")}
+# What a page's main action (PageEntry.main_action) must show: a figure (a Streamlit
+# data-testid). Checked whenever a model can load.
+RESULT_TEST_ID = "stPlotlyChart"
 
 SERVER_START_S = 90
 PAGE_RUN_MS = 90_000
@@ -199,6 +199,20 @@ def wait_for_app_shell(page, name: str) -> None:
     wait_until_idle(page, PAGE_RUN_MS)
 
 
+def entry_for(url_path: str):
+    return next(entry for entry in PAGES if entry.url_path == url_path)
+
+
+def sidebar_problems(page, entry) -> list[str]:
+    """The sidebar shows the prompt and the Compare switch only on pages that use them."""
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    shown = {"prompt box": sidebar.locator('textarea[aria-label="Prompt"]').count() > 0,
+             "Compare switch": sidebar.get_by_text("Compare", exact=True).count() > 0}
+    wanted = {"prompt box": entry.uses_prompt, "Compare switch": bool(entry.compare_modes)}
+    return [f"{entry.url_path}: the sidebar {'shows' if shown[what] else 'lacks'} the {what}"
+            for what in shown if shown[what] != wanted[what]]
+
+
 def visit(page, url: str, name: str, model_expected: bool) -> list[str]:
     """Open one page, wait for its run to end, check it and save a screenshot named `name`."""
     page.goto(url, wait_until="domcontentloaded")
@@ -215,6 +229,7 @@ def visit(page, url: str, name: str, model_expected: bool) -> list[str]:
     main = page.locator('[data-testid="stMain"]')
     if main.locator("h1").count() == 0:
         problems.append(f"{name}: no page title (h1) rendered")
+    problems += sidebar_problems(page, entry_for(name))
     expected_text = PAGE_TEXT.get(name)
     if expected_text and expected_text not in main.inner_text():
         problems.append(f"{name}: {expected_text!r} not shown")
@@ -237,11 +252,11 @@ def result_appears(page, test_id: str) -> bool:
     return True
 
 
-def run_default_action(page, url_path: str) -> list[str]:
+def run_default_action(page, entry) -> list[str]:
     """Click the page's main button; its result must appear, with no exception or error."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-    label, result_test_id = DEFAULT_ACTIONS[url_path]
+    url_path, label, result_test_id = entry.url_path, entry.main_action, RESULT_TEST_ID
     # Not exact: a button's accessible name also holds its icon's name (e.g. "play_arrow").
     button = page.get_by_role("button", name=label)
     try:
@@ -270,8 +285,8 @@ def test_every_page_renders_without_exception(app_url, browser_page):
     for entry in [*PAGES[1:], PAGES[0]]:
         url = f"{app_url}/" if entry is PAGES[0] else f"{app_url}/{entry.url_path}"
         problems += visit(page, url, entry.url_path, model_expected)
-        if entry.url_path in DEFAULT_ACTIONS and model_expected:
-            problems += run_default_action(page, entry.url_path)
+        if entry.main_action is not None and model_expected:
+            problems += run_default_action(page, entry)
     print(f"browser smoke run: {len(PAGES)} pages, model "
           f"{default_model_key() or 'none available offline'}, "
           f"{time.monotonic() - start:.1f} s; screenshots in {ARTIFACTS}")

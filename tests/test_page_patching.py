@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from interp.patching.sweeps import PatchingRun, SweepOutcome, ranked_components
 from pages.common import CUSTOM_CHOICE, Keys
 from tests.conftest import APP_PATH
+from tests.test_explain import hand_result
 
 TIMEOUT = 60
 PAGE = "pages/patching.py"
@@ -101,16 +103,35 @@ def test_results_survive_a_bad_edit_and_a_page_switch(tiny_model_dir):
 
 
 def test_threshold_filters_the_ranked_table(tiny_model_dir):
+    """Reference: the rows are picked and ordered by hand from two hand-made maps; on the page,
+    the table's length is counted from the kept run's normalized map with torch."""
+    resid = hand_result([[0.0, 0.5], [0.8, 0.1]])
+    attn = hand_result([[-0.4, 0.25], [0.3, 0.05]], site="attn_out")
+    run = PatchingRun(task=None, metric="logit_diff", direction="denoising",
+                      sweeps=(SweepOutcome("resid", resid), SweepOutcome("attn", attn)))
+    # 0.28 sits between 0.25 and 0.3: four of the eight cells reach it.
+    table = ranked_components(run, threshold=0.28)
+    assert [(site, label) for site, label, _, _ in table.rows] == [
+        ("resid_pre", "L1 pos 0 '<|endoftext|>'"), ("resid_pre", "L0 pos 1 'x'"),
+        ("attn_out", "L0 pos 0 '<|endoftext|>'"), ("attn_out", "L1 pos 0 '<|endoftext|>'")]
+    assert [row[2] for row in table.rows] == pytest.approx([0.8, 0.5, -0.4, 0.3])
+    assert len(ranked_components(run, threshold=0.0).rows) == 8
+
     app = page_on(tiny_model_dir, sweeps=["Attention heads (z)"], attribution=False,
                   task_kind="custom")
     run_button(app).click().run()
     assert not app.error, errors(app)
-    table = app.dataframe[-1].value
-    app.slider(key="patching.threshold.widget").set_value(0.0).run()
-    everything = app.dataframe[-1].value
-    assert len(everything) == 2 * 4  # the tiny model's 2 layers x 4 heads
-    assert len(table) <= len(everything)
-    assert (table["normalized"].abs() >= 0.1).all()
+    normalized = app.session_state["kit.results"]["patching.results"][1].sweeps[0].exact.normalized
+    magnitudes = normalized.abs().flatten().tolist()
+    # A slider step (0.05) that some heads reach and some don't, clear of every value.
+    threshold = next(step / 20 for step in range(1, 20)
+                     if 0 < sum(m >= step / 20 for m in magnitudes) < len(magnitudes)
+                     and min(abs(m - step / 20) for m in magnitudes) > 0.01)
+    app.slider(key="patching.threshold.widget").set_value(threshold).run()
+    shown = app.dataframe[-1].value
+    assert len(shown) == int((normalized.abs() >= threshold).sum())
+    assert (shown["normalized"].abs() >= threshold).all()
+    assert 0 < len(shown) < 8
 
 
 def test_noise_corruption_runs_with_the_probability_metric(tiny_model_dir):

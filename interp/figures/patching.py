@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
 import plotly.graph_objects as go
 
 from interp.errors import InvalidOptionError
-from interp.figures import plot_text
+from interp.figures import CaptionedFigure, CaptionedTable, plot_text, register_figure
 from interp.patching import PatchingResult
 from interp.patching_tasks import VerbCurves
+from interp.patching.sweeps import RankedComponents
 from interp.tokens import axis_labels
 
 DIVERGING_SCALE = "RdBu"
@@ -26,7 +28,7 @@ def symmetric_limit(result: PatchingResult) -> float:
     return max([1.0, *finite])
 
 
-def heatmap(result: PatchingResult, z, raw, x_labels, y_labels, x_title: str, y_title: str,
+def diverging_heatmap(result: PatchingResult, z, raw, x_labels, y_labels, x_title: str, y_title: str,
             title: str) -> go.Figure:
     limit = symmetric_limit(result)
     figure = go.Figure(go.Heatmap(
@@ -59,7 +61,7 @@ def layer_pos_heatmap(result: PatchingResult, title: str | None = None) -> go.Fi
             f"layer_pos_heatmap draws layer x position results, not {result.granularity!r}; "
             "use layer_head_heatmap for heads.")
     n_layers = result.values.shape[0]
-    return heatmap(result, result.normalized.tolist(), result.values.tolist(),
+    return diverging_heatmap(result, result.normalized.tolist(), result.values.tolist(),
                    token_axis(result.tokens), [f"L{layer}" for layer in range(n_layers)],
                    "position", "layer", title or describe(result))
 
@@ -79,7 +81,7 @@ def layer_head_heatmap(result: PatchingResult, position: int | None = None,
             f"layer_head_heatmap draws layer x head results, not {result.granularity!r}; use "
             "layer_pos_heatmap for positions.")
     n_layers, n_heads = values.shape
-    return heatmap(result, normalized.tolist(), values.tolist(),
+    return diverging_heatmap(result, normalized.tolist(), values.tolist(),
                    [f"H{head}" for head in range(n_heads)],
                    [f"L{layer}" for layer in range(n_layers)], "head", "layer",
                    title or describe(result))
@@ -111,3 +113,55 @@ def verb_curves_figure(curves: VerbCurves, position: int) -> go.Figure:
         xaxis=dict(title="layer patched", dtick=1), yaxis_title="probability", height=380,
         margin=dict(l=10, r=10, t=50, b=10))
     return figure
+
+
+def heatmap(result: PatchingResult) -> go.Figure:
+    """The heatmap that fits the result's granularity (layer x head, or layer x position)."""
+    return layer_head_heatmap(result) if result.granularity == "head" else layer_pos_heatmap(result)
+
+
+def heatmap_caption(result: PatchingResult) -> str:
+    """How to read `heatmap(result)`, in the direction the user chose."""
+    if result.method == "attribution":
+        return ("Attribution patching: the same map estimated from one gradient, (clean - "
+                "corrupted activation) x gradient of the metric. Compare it with the exact map.")
+    verb = "restores" if result.direction == "denoising" else "keeps"
+    if result.granularity == "head":
+        return (f"Each cell is one attention head (row = layer, column = head), patched at all "
+                f"positions at once. Colour is the normalized score: 1 means patching that "
+                f"head {verb} the clean answer fully, 0 that it does nothing, negative that it "
+                "pushes towards the corrupted answer. Hover for raw metric values.")
+    return (f"Rows are layers, columns token positions of the clean prompt. Each cell patches "
+            f"`{result.site}` at one layer and one position; colour is the normalized score "
+            f"(1 = {verb} the clean answer, 0 = no effect). Hover for raw metric values.")
+
+
+@register_figure(PatchingResult)
+def patching_figure(result: PatchingResult) -> CaptionedFigure:
+    suffix = "_attribution" if result.method == "attribution" else ""
+    return CaptionedFigure(heatmap(result), heatmap_caption(result),
+                           f"patching_{result.site}_{result.granularity}{suffix}")
+
+
+@register_figure(VerbCurves)
+def verb_curves_view(curves: VerbCurves, position: int | None = None) -> CaptionedFigure:
+    position = curves.subject_position if position is None else position
+    if not 0 <= position < len(curves.tokens):
+        raise InvalidOptionError(
+            f"Choose a position from 0 to {len(curves.tokens) - 1}, not {position}.")
+    caption = ("Solid lines: each verb's probability when the clean residual stream (resid_pre) "
+               "at this position and the chosen layer is copied into the corrupted run; dotted: "
+               "the clean run, dashed: the corrupted run. At the subject, early layers restore "
+               "the clean verb and later ones stop mattering once the number has moved on; at "
+               "the last position it is the other way round. Computed with two engine sweeps of "
+               "resid_pre by layer and position, measuring each verb's probability.")
+    return CaptionedFigure(verb_curves_figure(curves, position), caption, "agreement_verb_curves")
+
+
+@register_figure(RankedComponents)
+def ranked_table(table: RankedComponents) -> CaptionedTable:
+    caption = (f"{len(table.rows)} components across all sweeps, strongest first. Normalized 1 = "
+               "the clean answer, 0 = no effect; components in residual sweeps overlap (each cell "
+               "carries everything before it), so scores don't add up across rows.")
+    return CaptionedTable(pd.DataFrame(table.rows, columns=table.header), caption,
+                          "patching_components")

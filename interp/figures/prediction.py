@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from interp.figures import plot_text
+from interp.figures import CaptionedFigure, plot_text, register_figure
 from interp.predictions import NextTokenPrediction
 
 
@@ -21,3 +21,10 @@ def top_k_bars(prediction: NextTokenPrediction, title: str | None = None) -> go.
         xaxis_title="probability", yaxis_title=None, height=60 + 28 * len(labels),
         margin=dict(l=10, r=10, t=40, b=10))
     return figure
+
+
+@register_figure(NextTokenPrediction)
+def prediction_figure(prediction: NextTokenPrediction) -> CaptionedFigure:
+    caption = (f"Bars are probabilities of the next token over the whole vocabulary; hover for "
+               f"the logit. Entropy {prediction.entropy_nats:.2f} nats (lower = more certain).")
+    return CaptionedFigure(top_k_bars(prediction), caption, "next_token")

@@ -1,0 +1,63 @@
+"""Compare mode: a page's view drawn once, or twice side by side (two prompts or two models)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import streamlit as st
+
+from interp.explain import md_escape
+from pages.kit.models import load_chosen_model, try_load_model
+from pages.kit.registry import COMPARE_MODELS, COMPARE_PROMPTS, compare_mode, current_page
+from pages.kit.state import Keys
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side of a page: the model and prompt it shows, and `suffix` for its widget keys
+    (empty on the first side, so single mode keeps its plain keys)."""
+
+    model: object
+    prompt: str
+    suffix: str = ""
+    compared: bool = False
+
+    def key(self, base: str) -> str:
+        return base + self.suffix
+
+    def signature(self, *options) -> tuple:
+        """What a result on this side depends on: model, prompt, and the page's options."""
+        return (self.model.name, self.prompt, *options)
+
+
+def heading(side: Side, mode: str) -> None:
+    what = (f"Model: {md_escape(side.model.info.label)}" if mode == COMPARE_MODELS
+            else f"Prompt: {md_escape(side.prompt)}")
+    st.markdown(f"**{what}**")
+
+
+def for_each_side(view: Callable[[Side], None]) -> None:
+    """Draw `view` once, or, in the compare mode this page supports, twice in two columns (the
+    second prompt on the same model, or the same prompt on the second model)."""
+    model = load_chosen_model()
+    prompt = st.session_state.get(Keys.PROMPT, "")
+    mode = compare_mode(current_page(view))
+    if mode is None:
+        view(Side(model, prompt))
+        return
+    left, right = st.columns(2)
+    with left:
+        first = Side(model, prompt, compared=True)
+        heading(first, mode)
+        view(first)
+    with right:
+        if mode == COMPARE_PROMPTS:
+            second_model, second_prompt = model, st.session_state.get(Keys.PROMPT_B, "")
+        else:
+            second_model, second_prompt = try_load_model(Keys.MODEL_B), prompt
+        if second_model is None:
+            return  # try_load_model said why, in this column
+        second = Side(second_model, second_prompt, ".b", compared=True)
+        heading(second, mode)
+        view(second)

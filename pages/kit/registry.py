@@ -1,0 +1,77 @@
+"""The page list: each page's file, title, question, and what the shared sidebar offers it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import streamlit as st
+
+from pages.kit.state import Keys
+
+ROOT = Path(__file__).resolve().parents[2]  # the app folder; PageEntry paths start here
+COMPARE_PROMPTS = "Second prompt"
+COMPARE_MODELS = "Second model"
+COMPARE_MODES = (COMPARE_PROMPTS, COMPARE_MODELS)
+
+
+@dataclass(frozen=True)
+class PageEntry:
+    """A page of the app: its file, its title, the one question it answers, and its capabilities.
+
+    `uses_prompt`: the page reads the sidebar prompt (else the prompt box is hidden there).
+    `compare_modes`: the compare modes `for_each_side` supports on it (none hides the switch).
+    `main_action`: the label of the button that runs its analysis (None: it runs on opening);
+    the page tests press it.
+    """
+
+    path: str
+    title: str
+    icon: str
+    question: str
+    url_path: str
+    uses_prompt: bool = True
+    compare_modes: tuple[str, ...] = COMPARE_MODES
+    main_action: str | None = None
+
+
+PAGES: tuple[PageEntry, ...] = (
+    PageEntry("pages/home.py", "Home", ":material/home:",
+              "What does the model predict next, and how does it read the prompt?", "home"),
+    PageEntry("pages/patching.py", "Activation patching", ":material/swap_horiz:",
+              "Which layers, positions and heads carry the information that decides the answer?",
+              "patching", uses_prompt=False, compare_modes=(COMPARE_MODELS,),
+              main_action="Run patching"),
+)
+
+
+def page_for_url(url: str | None) -> PageEntry | None:
+    """The registered page a browser URL points at (its last path segment), if any."""
+    if not url:
+        return None
+    segment = urlparse(url).path.rstrip("/").rsplit("/", 1)[-1]
+    return next((entry for entry in PAGES if entry.url_path == segment), None)
+
+
+def current_page(view: Callable | None = None) -> PageEntry:
+    """The page being run: the one whose file defines `view` when given (AppTest runs a page's
+    file without the entry point), else the one streamlit_app.py noted before running it."""
+    code = getattr(view, "__code__", None)
+    if code is not None:
+        defined_in = Path(code.co_filename).resolve()
+        found = next((entry for entry in PAGES if (ROOT / entry.path).resolve() == defined_in),
+                     None)
+        if found is not None:
+            return found
+    path = st.session_state.get(Keys.PAGE)
+    return next((entry for entry in PAGES if entry.path == path), PAGES[0])
+
+
+def compare_mode(entry: PageEntry) -> str | None:
+    """The compare mode in force on this page: None when compare is off or unsupported here."""
+    if not entry.compare_modes or not st.session_state.get(Keys.COMPARE):
+        return None
+    chosen = st.session_state.get(Keys.COMPARE_MODE)
+    return chosen if chosen in entry.compare_modes else entry.compare_modes[0]

@@ -1,0 +1,109 @@
+"""Showing a result: its registered figure and caption, its exports (built only when clicked),
+its explanation (computed once per result), and progress while it is computed."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
+
+import streamlit as st
+
+from interp import explain as explaining
+from interp import export
+from interp.errors import InterpError
+from interp.figures import CaptionedFigure, CaptionedTable, figure_for
+from pages.kit.models import show_error
+from pages.kit.state import Keys, last_result, run_and_remember, stale_notice
+
+Progress = Callable[[float, str], None]
+
+
+@contextlib.contextmanager
+def progress_reporter(label: str = "Starting ...", status: bool = False) -> Iterator[Progress]:
+    """A plain `progress(fraction, text)` callback for `interp`, drawn as an `st.progress` bar
+    (inside an `st.status` box when `status`) that disappears when the work ends."""
+    box = st.status(label, expanded=True) if status else contextlib.nullcontext()
+    with box:
+        bar = st.progress(0.0, text=label)
+
+        def report(fraction: float, text: str) -> None:
+            bar.progress(min(max(float(fraction), 0.0), 1.0), text=text)
+
+        try:
+            yield report
+        finally:
+            bar.empty()
+    if status:
+        box.update(state="complete", expanded=False)
+
+
+def result_on_click(key: str, signature, clicked: bool, action: str, fn: Callable, *args):
+    """The page's kept result: computed by `fn(*args, progress=...)` with a progress bar when its
+    button was `clicked` (unless kept under the same `signature`), with a notice when it is from
+    other inputs than the current ones; errors are shown, never raised."""
+    if clicked:
+        try:
+            with progress_reporter() as report:
+                run_and_remember(key, signature, fn, *args, progress=report)
+        except InterpError as error:
+            show_error(error)
+    stale_notice(key, signature, action)
+    return last_result(key)
+
+
+def show(result, key: str, **options) -> CaptionedFigure | CaptionedTable:
+    """Draw `result` with the figure (or table) and caption registered for its type (`options`
+    go to the builder, e.g. a position); returns them for `export_buttons`."""
+    shown = figure_for(result, **options)
+    if isinstance(shown, CaptionedTable):
+        st.dataframe(shown.table, hide_index=True, key=f"{key}.table")
+    else:
+        st.plotly_chart(shown.figure, key=f"{key}.chart")
+    st.caption(shown.caption)
+    return shown
+
+
+def metric_row(values: Mapping[str, str]) -> None:
+    """Headline numbers side by side (label -> formatted value)."""
+    for column, (label, value) in zip(st.columns(len(values)), values.items(), strict=True):
+        column.metric(label, value)
+
+
+def export_buttons(result, shown: CaptionedFigure | CaptionedTable | None, key: str, name: str | None = None,
+                   json_extra: Mapping | None = None, csv_options: Mapping | None = None) -> None:
+    """One Export menu: JSON, CSV where the result is tabular, Plotly HTML where it has a figure.
+    Each file is built only when its button is clicked (Streamlit calls `data` then)."""
+    name = name or (shown.name if shown is not None else type(result).__name__.lower())
+    json_extra, csv_options = dict(json_extra or {}), dict(csv_options or {})
+    with st.popover("Export", icon=":material/download:"):
+        st.download_button("JSON", data=lambda: export.to_json(result, **json_extra),
+                           file_name=f"{name}.json", mime="application/json", key=f"{key}.json",
+                           on_click="ignore")
+        if export.has_csv(result):
+            st.download_button("CSV", data=lambda: export.to_csv(result, **csv_options),
+                               file_name=f"{name}.csv", mime="text/csv", key=f"{key}.csv",
+                               on_click="ignore")
+        if isinstance(shown, CaptionedFigure):
+            st.download_button("Plotly HTML", data=lambda: export.figure_to_html(shown.figure),
+                               file_name=f"{name}.html", mime="text/html", key=f"{key}.html",
+                               on_click="ignore")
+
+
+def explanation_of(result, key: str, **context) -> explaining.Explanation:
+    """`explain(result, **context)`, computed once per result: kept in this session with the
+    very objects it was made from, so reruns reuse it and a new result gets a new one."""
+    held = st.session_state.setdefault(Keys.EXPLANATIONS, {})
+    made_from = (result, *context.values())
+    stored = held.get(key)
+    if stored is None or len(stored[0]) != len(made_from) or any(
+            old is not new for old, new in zip(stored[0], made_from, strict=True)):
+        stored = held[key] = (made_from, explaining.explain(result, **context))
+    return stored[1]
+
+
+def explain_panel(result, key: str, expanded: bool = False, **context) -> None:
+    """An "Explain" expander with the result's explanation (offline template, or a model-written
+    one once a backend is plugged into `interp.explain`)."""
+    explanation = explanation_of(result, key, **context)
+    with st.expander("Explain", expanded=expanded):
+        st.markdown(explanation.markdown)
