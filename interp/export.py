@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from interp.patching import PatchingResult
+from interp.patching.sweeps import RankedComponents
 from interp.patching_tasks import VerbCurves
 from interp.registry import TypeRegistry
-from interp.patching.sweeps import RankedComponents
 from interp.tokens import axis_labels
 
 

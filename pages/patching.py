@@ -8,10 +8,9 @@ import pandas as pd
 import streamlit as st
 
 from interp import patching_tasks as tasks
-from interp.patching import DEFAULT_NOISE_SCALE, sweeps
 from interp.errors import InterpError
 from interp.explain import md_escape
-from interp.patching import DIRECTIONS
+from interp.patching import DEFAULT_NOISE_SCALE, DIRECTIONS, sweeps
 from interp.tokens import axis_labels
 from pages import kit
 from pages.kit import Keys

@@ -15,8 +15,8 @@ import plotly.graph_objects as go
 from interp.errors import InvalidOptionError
 from interp.figures import CaptionedFigure, CaptionedTable, plot_text, register_figure
 from interp.patching import PatchingResult
-from interp.patching_tasks import VerbCurves
 from interp.patching.sweeps import RankedComponents
+from interp.patching_tasks import VerbCurves
 from interp.tokens import axis_labels
 
 DIVERGING_SCALE = "RdBu"
