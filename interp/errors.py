@@ -15,6 +15,14 @@ class ModelUnavailableError(InterpError):
     """The model can't be had here: not cached and no network, a bad folder, or too little memory."""
 
 
+class NestedHookError(InterpError):
+    """A hooked or exclusive block was opened inside another one in the same thread."""
+
+
+class LeftoverHooksError(InterpError):
+    """Code inside `exclusive()` left torch module hooks on the shared model (they were removed)."""
+
+
 class InvalidPromptError(InterpError):
     """The prompt can't be analysed as given (empty, too long, control characters, ...)."""
 

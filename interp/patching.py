@@ -47,7 +47,6 @@ from dataclasses import dataclass, field
 import torch
 
 from interp.errors import InvalidOptionError, InvalidPromptError, invalid_choice
-from interp.tokens import display_tokens
 
 SITES = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "z", "q", "k", "v",
          "pattern")
@@ -564,7 +563,7 @@ def patch(model, inputs: PatchingInputs, metric: PatchingMetric, site: str = "re
         direction=direction, metric_name=metric.name, values=values,
         normalized=normalize(values, runs.clean_value, runs.corrupted_value),
         clean_value=runs.clean_value, corrupted_value=runs.corrupted_value,
-        tokens=tuple(display_tokens(model.tokenizer, inputs.clean_tokens[0].tolist())),
+        tokens=tuple(model.display_tokens(inputs.clean_tokens[0].tolist())),
         n_prompts=n_prompts, options=run_options(inputs, sequences))
 
 
@@ -888,7 +887,7 @@ def patch_path(model, inputs: PatchingInputs, metric: PatchingMetric, receivers,
         metric_name=metric.name, values=values,
         normalized=normalize(values, runs.clean_value, runs.corrupted_value),
         clean_value=runs.clean_value, corrupted_value=runs.corrupted_value,
-        tokens=tuple(display_tokens(model.tokenizer, inputs.clean_tokens[0].tolist())),
+        tokens=tuple(model.display_tokens(inputs.clean_tokens[0].tolist())),
         n_prompts=n_prompts, options=options)
 
 
@@ -1012,7 +1011,7 @@ def attribution_patch(model, inputs: PatchingInputs, metric: PatchingMetric,
         direction=direction, metric_name=metric.name, values=values,
         normalized=normalize(values, runs.clean_value, runs.corrupted_value),
         clean_value=runs.clean_value, corrupted_value=runs.corrupted_value,
-        tokens=tuple(display_tokens(model.tokenizer, inputs.clean_tokens[0].tolist())),
+        tokens=tuple(model.display_tokens(inputs.clean_tokens[0].tolist())),
         n_prompts=inputs.n_prompts, options=options)
 
 

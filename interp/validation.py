@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import torch
 
 from interp.errors import InvalidPromptError
-from interp.tokens import display_tokens
 
 ALLOWED_CONTROL = {"\n", "\t"}
 
@@ -62,7 +61,7 @@ def check_prompt(text: str | None, model, label: str = "The prompt") -> CheckedP
         raise InvalidPromptError(
             f"{label} is {len(ids)} tokens long, but {model.info.label} reads at most {n_ctx}. "
             f"Shorten it by {len(ids) - n_ctx} tokens.")
-    tokens = display_tokens(model.tokenizer, ids)
+    tokens = model.display_tokens(ids)
     notes = []
     if any(ord(ch) > 127 for ch in text):
         split = [t for t in tokens if t.startswith("<") and t.endswith(">") and t not in ("<|endoftext|>",)]
