@@ -19,6 +19,14 @@ class ModelNotAllowedError(InterpError):
     """This deployment only serves its listed models (custom ids and folders are switched off)."""
 
 
+class NestedHookError(InterpError):
+    """A hooked or exclusive block was opened inside another one in the same thread."""
+
+
+class LeftoverHooksError(InterpError):
+    """Code inside `exclusive()` left torch module hooks on the shared model (they were removed)."""
+
+
 class InvalidPromptError(InterpError):
     """The prompt can't be analysed as given (empty, too long, control characters, ...)."""
 

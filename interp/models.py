@@ -21,7 +21,8 @@ from urllib.parse import urlparse
 import psutil
 import torch
 
-from interp.errors import ModelUnavailableError
+from interp.errors import LeftoverHooksError, ModelUnavailableError, NestedHookError
+from interp.tokens import display_tokens
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 DEMO_MODEL_DIR = ASSETS_DIR / "models" / "demo-gpt2"
@@ -90,62 +91,239 @@ class ModelInfo:
     is_demo: bool
 
 
+class ModelLock:
+    """The lock every forward pass of one shared model holds: not re-entrant, and loud about it.
+
+    A second `hooked()` opened inside the first in the same thread would otherwise either
+    deadlock (a plain lock) or, as an `RLock` with a hook reset did, strip the outer block's
+    hooks and give wrong numbers with no error. Here it raises `NestedHookError` instead.
+    """
+
+    def __init__(self, label: str):
+        self._lock = threading.Lock()
+        self._owner: int | None = None
+        self._label = label
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if self._owner == threading.get_ident():
+            raise NestedHookError(
+                f"A hooked() or exclusive() block on {self._label} is already open in this "
+                "thread; blocks on one model can't be nested (the inner one would run with the "
+                "outer one's hooks). Pass every hook to one hooked() call, or close the first "
+                "block before starting the next (model.logits() opens one too).")
+        acquired = self._lock.acquire(blocking, timeout)
+        if acquired:
+            self._owner = threading.get_ident()
+        return acquired
+
+    def release(self) -> None:
+        self._owner = None
+        self._lock.release()
+
+    def locked(self) -> bool:
+        return self._lock.locked()
+
+    def __enter__(self) -> ModelLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
+
+
+class SerializedTokenizer:
+    """A tokenizer whose every call holds one lock.
+
+    Fast (Rust) tokenizers raise "Already borrowed" when two threads use one at once, so the
+    shared model's tokenizer is only reached through this wrapper or `LoadedModel`'s methods.
+    """
+
+    def __init__(self, tokenizer, lock: threading.RLock):
+        self._tokenizer = tokenizer
+        self._lock = lock
+
+    def __call__(self, *args, **kwargs):
+        with self._lock:
+            return self._tokenizer(*args, **kwargs)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._tokenizer)
+
+    def __getattr__(self, name: str):
+        with self._lock:
+            value = getattr(self._tokenizer, name)
+        if not callable(value):
+            return value
+
+        def serialized(*args, **kwargs):
+            with self._lock:
+                return value(*args, **kwargs)
+
+        return serialized
+
+
+@dataclass(frozen=True)
+class TokenEncoding:
+    """Token ids of a text (no BOS) and each token's character span [start, end)."""
+
+    ids: tuple[int, ...]
+    offsets: tuple[tuple[int, int], ...]
+
+
+# Where torch keeps a module's hooks; a "full" backward hook also lives in `_backward_hooks`.
+MODULE_HOOK_TABLES = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks",
+                      "_backward_pre_hooks")
+# Tables keyed by the same handle id as `_forward_hooks` / `_forward_pre_hooks` entries.
+HOOK_FLAG_TABLES = {"_forward_hooks": ("_forward_hooks_with_kwargs", "_forward_hooks_always_called"),
+                    "_forward_pre_hooks": ("_forward_pre_hooks_with_kwargs",)}
+
+
 class LoadedModel:
-    """A loaded model shared by every session: run it only through `run` or `hooked`.
+    """A loaded model shared by every session: run it only through `logits`, `hooked`, `exclusive`.
 
     The bridge is shared across threads, and a hook added by one run would be seen by any other
     forward pass happening at the same time; so every forward pass holds `lock`, and hooks live
-    only inside `hooked()`, which removes them before releasing the lock.
+    only inside `hooked()` (or `exclusive()`), which removes them before releasing the lock.
+    Tokenizing holds a second lock, so it never waits for a forward pass.
     """
 
     def __init__(self, bridge, info: ModelInfo):
         self.bridge = bridge
         self.info = info
-        self.lock = threading.RLock()
+        self.lock = ModelLock(info.label)
+        self._tokenizer_lock = threading.RLock()
+        self._tokenizer = SerializedTokenizer(bridge.tokenizer, self._tokenizer_lock)
 
     @property
-    def tokenizer(self):
-        return self.bridge.tokenizer
+    def tokenizer(self) -> SerializedTokenizer:
+        """The tokenizer, every call serialized; prefer `encode`, `token_ids`, `decode`."""
+        return self._tokenizer
 
     @property
     def name(self) -> str:
         return self.info.name
 
+    @property
+    def device(self) -> torch.device:
+        """Where the weights are: create tensors for this model here."""
+        return torch.device(self.info.device)
+
     def to_tokens(self, prompt: str | list[str], prepend_bos: bool = True) -> torch.Tensor:
-        """Token ids [batch, pos], with the BOS token first unless `prepend_bos=False`.
+        """Token ids [batch, pos] on the CPU, with the BOS token first unless `prepend_bos=False`.
 
         Never truncated: a prompt longer than the context is for `check_prompt` to refuse.
         """
-        return self.bridge.to_tokens(prompt, prepend_bos=prepend_bos, truncate=False)
+        with self._tokenizer_lock:
+            tokens = self.bridge.to_tokens(prompt, prepend_bos=prepend_bos, truncate=False)
+        return tokens.cpu()
+
+    def encode(self, text: str) -> TokenEncoding:
+        """Ids of `text` alone (no BOS) with each token's character span in `text`."""
+        with self._tokenizer_lock:
+            encoding = self.bridge.tokenizer(text, add_special_tokens=False,
+                                             return_offsets_mapping=True)
+        return TokenEncoding(ids=tuple(encoding["input_ids"]),
+                             offsets=tuple(tuple(span) for span in encoding["offset_mapping"]))
 
     def token_ids(self, text: str) -> list[int]:
         """Ids of `text` alone, with no BOS (TransformerLens makes the tokenizer add one)."""
-        return self.tokenizer(text, add_special_tokens=False).input_ids
+        with self._tokenizer_lock:
+            return list(self.bridge.tokenizer(text, add_special_tokens=False).input_ids)
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        with self._tokenizer_lock:
+            return self.bridge.tokenizer.decode([int(t) for t in token_ids])
+
+    def display_tokens(self, token_ids: Sequence[int]) -> list[str]:
+        """Tokens as a reader should see them (see `interp.tokens`)."""
+        with self._tokenizer_lock:
+            return display_tokens(self.bridge.tokenizer, token_ids)
 
     @contextlib.contextmanager
     def hooked(self, fwd_hooks: HookList = (), bwd_hooks: HookList = ()) -> Iterator:
-        """Yield the bridge with these hooks added, holding the lock; all hooks go on exit."""
+        """Yield the bridge with these hooks added, holding the lock; they go on exit.
+
+        Only the hooks this block added are removed. Opening a second block on this model
+        inside it, in the same thread, raises `NestedHookError`.
+        """
+        with self.exclusive(), self.bridge.hooks(fwd_hooks=list(fwd_hooks),
+                                                 bwd_hooks=list(bwd_hooks),
+                                                 reset_hooks_end=True) as bridge:
+            yield bridge
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator:
+        """Yield the bridge for code that registers its own torch hooks (captum, shap, LRP).
+
+        Holds the same lock as `hooked()`. On exit, any module hook the block left behind is
+        removed and `LeftoverHooksError` is raised (when the block itself raised, its error
+        wins and the leftovers are still removed). Gradients are the caller's choice
+        (`torch.enable_grad()`); parameters stay frozen.
+        """
         with self.lock:
+            before = set(self._module_hooks())
             try:
-                with self.bridge.hooks(fwd_hooks=list(fwd_hooks), bwd_hooks=list(bwd_hooks),
-                                       reset_hooks_end=True):
-                    yield self.bridge
-            finally:
-                self.bridge.reset_hooks(including_permanent=False)
+                yield self.bridge
+            except BaseException:
+                self._remove_hooks(self._hooks_added_since(before))
+                raise
+            leftovers = self._hooks_added_since(before)
+            if leftovers:
+                self._remove_hooks(leftovers)
+                raise LeftoverHooksError(
+                    f"{len(leftovers)} module hook(s) were still attached to {self.info.label} "
+                    "when the exclusive() block ended; they have been removed. Remove every hook "
+                    "you register (keep its handle and call handle.remove()) before the block "
+                    "ends.")
 
     @torch.no_grad()
     def logits(self, tokens: torch.Tensor) -> torch.Tensor:
         """Logits [batch, pos, d_vocab] of a plain forward pass (no hooks)."""
         with self.hooked() as bridge:
-            return bridge(tokens.to(self.info.device))
+            return bridge(tokens.to(self.device))
 
     def active_hook_count(self) -> int:
-        """How many hooks are attached right now (0 whenever no `hooked()` block is open)."""
-        total = 0
-        for hook_point in self.bridge.hook_dict.values():
-            total += len(hook_point._forward_hooks) + len(hook_point._backward_hooks)
-            total += len(getattr(hook_point, "_forward_pre_hooks", {}))
-        return total
+        """Torch module hooks (forward, forward-pre, backward, backward-pre) attached right now,
+        on every submodule of the bridge and of the Hugging Face model inside it, not only on
+        TransformerLens' HookPoints. 0 whenever no `hooked()` / `exclusive()` block is open.
+
+        Not counted: the capture hooks TransformerLens' blocks wire into themselves on their
+        first forward pass and keep for the model's life (`_capture_hook_handles`).
+        """
+        return len(self._module_hooks())
+
+    def _modules(self) -> list[torch.nn.Module]:
+        modules = {id(module): module for module in self.bridge.modules()}
+        original = getattr(self.bridge, "original_model", None)
+        if original is not None:
+            modules.update((id(module), module) for module in original.modules())
+        return list(modules.values())
+
+    def _module_hooks(self) -> dict[int, tuple[torch.nn.Module, str]]:
+        """Every attached module hook not owned by the bridge: handle id -> (module, table).
+
+        Torch numbers hook handles from one process-wide counter, so a handle id is unique.
+        """
+        modules = self._modules()
+        own = {handle.id for module in modules
+               for handle in getattr(module, "_capture_hook_handles", ())}
+        found = {}
+        for module in modules:
+            for table in MODULE_HOOK_TABLES:
+                for handle_id in getattr(module, table, {}):
+                    if handle_id not in own:
+                        found[handle_id] = (module, table)
+        return found
+
+    def _hooks_added_since(self, before: set[int]) -> dict[int, tuple[torch.nn.Module, str]]:
+        return {key: where for key, where in self._module_hooks().items() if key not in before}
+
+    def _remove_hooks(self, hooks: dict[int, tuple[torch.nn.Module, str]]) -> None:
+        for handle_id, (module, table) in hooks.items():
+            getattr(module, table).pop(handle_id, None)
+            for flags in HOOK_FLAG_TABLES.get(table, ()):
+                getattr(module, flags, {}).pop(handle_id, None)
 
 
 def default_device() -> str:
@@ -228,26 +406,165 @@ def check_local_folder(folder: Path) -> None:
         raise ModelUnavailableError(f"{folder} has no tokenizer files (tokenizer.json or vocab.json).")
 
 
-def check_memory(n_params: int, label: str) -> None:
+def read_config(config_file: Path, where: str) -> dict:
+    """The parsed config.json, or a clear error saying what is wrong with it."""
+    try:
+        config = json.loads(Path(config_file).read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise ModelUnavailableError(
+            f"The config.json of {where} is not text (it is damaged). Save the model again with "
+            "`model.save_pretrained(folder)`.") from error
+    except ValueError as error:
+        raise ModelUnavailableError(
+            f"The config.json of {where} is not valid JSON ({error}). Fix the file or save the "
+            "model again with `model.save_pretrained(folder)`.") from error
+    if not isinstance(config, dict):
+        raise ModelUnavailableError(
+            f"The config.json of {where} holds no settings (a JSON object was expected).")
+    return config
+
+
+def check_model_type(config: dict, where: str) -> None:
+    """Refuse a config whose model type transformers does not know, in plain words."""
+    from transformers import CONFIG_MAPPING
+
+    kind = config.get("model_type")
+    if kind not in CONFIG_MAPPING:
+        raise ModelUnavailableError(
+            f"The config.json of {where} names model type {kind!r}, which this version of "
+            "transformers does not know. Use a causal language model that TransformerLens "
+            "supports (model_type 'gpt2', 'gpt_neo', 'gpt_neox', 'llama', ...).")
+
+
+def fetch_hub_config(repo_id: str) -> dict:
+    """config.json of a Hub model: one small file (from the cache when offline), no weights."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
+
+    try:
+        path = hf_hub_download(repo_id, "config.json")
+    except RepositoryNotFoundError as error:
+        raise ModelUnavailableError(
+            f"There is no model {repo_id!r} on the Hugging Face Hub (or it is private). Check "
+            "the id, e.g. 'EleutherAI/pythia-70m'.") from error
+    except EntryNotFoundError as error:
+        raise ModelUnavailableError(
+            f"{repo_id} on the Hugging Face Hub has no config.json, so it is not a model "
+            "transformers can load.") from error
+    except (OSError, ValueError) as error:  # offline and uncached, timeouts, bad ids
+        raise ModelUnavailableError(
+            f"Could not read the config of {repo_id} from the Hugging Face Hub: "
+            f"{first_line(error)} Connect to the internet once, or use a local folder or the "
+            "demo model.") from error
+    return read_config(Path(path), repo_id)
+
+
+def estimate_params(config: dict) -> int | None:
+    """Parameter count implied by a causal-LM config (GPT-2, GPT-NeoX/Pythia, GPT-Neo,
+    Llama/Mistral/Qwen2), so a model too large for the machine is refused before any download.
+    None when the config does not say enough.
+    """
+    kind = config.get("model_type")
+    get = config.get
+    if kind == "gpt2" or (kind is None and "n_embd" in config):
+        d, layers, vocab = get("n_embd", 768), get("n_layer", 12), get("vocab_size", 50257)
+        inner = get("n_inner") or 4 * d
+        per_layer = (4 * d * d + 4 * d) + (2 * d * inner + inner + d) + 4 * d
+        return layers * per_layer + vocab * d + get("n_positions", 1024) * d + 2 * d
+    if kind == "gpt_neox":
+        d, layers, vocab = get("hidden_size", 6144), get("num_hidden_layers", 44), get("vocab_size", 50432)
+        inner = get("intermediate_size") or 4 * d
+        per_layer = (4 * d * d + 4 * d) + (2 * d * inner + inner + d) + 4 * d
+        heads = 1 if get("tie_word_embeddings", False) else 2
+        return layers * per_layer + heads * vocab * d + 2 * d
+    if kind == "gpt_neo":
+        d, layers, vocab = get("hidden_size", 2048), get("num_layers", 24), get("vocab_size", 50257)
+        inner = get("intermediate_size") or 4 * d
+        per_layer = (4 * d * d + d) + (2 * d * inner + inner + d) + 4 * d
+        return layers * per_layer + vocab * d + get("max_position_embeddings", 2048) * d + 2 * d
+    if kind in ("llama", "mistral", "qwen2"):
+        d, layers, vocab = get("hidden_size", 4096), get("num_hidden_layers", 32), get("vocab_size", 32000)
+        heads = get("num_attention_heads", 32)
+        kv_heads = get("num_key_value_heads") or heads
+        head_dim = get("head_dim") or d // heads
+        inner = get("intermediate_size", 11008)
+        q_and_o, k_and_v = 2 * d * heads * head_dim, 2 * d * kv_heads * head_dim
+        biases = 0
+        if kind == "qwen2":
+            biases = (heads + 2 * kv_heads) * head_dim
+        elif get("attention_bias", False):
+            biases = (heads + 2 * kv_heads) * head_dim + d
+        mlp = 3 * d * inner + (2 * inner + d if get("mlp_bias", False) else 0)
+        per_layer = q_and_o + k_and_v + biases + mlp + 2 * d
+        unembed = 0 if get("tie_word_embeddings", False) else vocab * d
+        return layers * per_layer + vocab * d + unembed + d
+    d = get("hidden_size") or get("d_model")
+    layers = get("num_hidden_layers") or get("num_layers") or get("n_layers")
+    vocab = get("vocab_size")
+    if d and layers and vocab:  # a rough transformer count: 12 d^2 per layer plus embeddings
+        return int(12 * layers * d * d + vocab * d)
+    return None
+
+
+def check_memory(n_params: int | None, label: str) -> None:
     """Refuse to start a load that can't fit, instead of letting the machine swap or die."""
+    if not n_params:
+        return
     needed = n_params * 4 * 1.5
     available = psutil.virtual_memory().available
     if needed > available:
         raise ModelUnavailableError(
-            f"{label} needs about {needed / 1e9:.1f} GB of free memory to load in float32 and "
-            f"only {available / 1e9:.1f} GB is free. Choose a smaller model, or close other programs.")
+            f"{label} has about {n_params / 1e6:,.0f}M parameters and needs about "
+            f"{needed / 1e9:.1f} GB of free memory to load in float32, and only "
+            f"{available / 1e9:.1f} GB is free. Choose a smaller model, or close other programs.")
 
 
-def estimate_params_from_config(folder: Path) -> int:
-    """Rough parameter count from a GPT-2-style config, for the memory check before loading."""
-    try:
-        config = json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError):
-        return 0
-    d_model = config.get("n_embd") or config.get("hidden_size") or 0
-    n_layers = config.get("n_layer") or config.get("num_hidden_layers") or 0
-    vocab = config.get("vocab_size") or 0
-    return int(12 * n_layers * d_model**2 + vocab * d_model)
+@dataclass(frozen=True)
+class LoadPlan:
+    """A model resolved and checked, not yet loaded: what it is and what it will cost."""
+
+    name: str
+    source: str
+    label: str
+    spec: ModelSpec | None
+    n_params: int | None
+    dtype: torch.dtype
+
+    @property
+    def is_folder(self) -> bool:
+        return Path(self.source).is_absolute()
+
+    @property
+    def n_bytes(self) -> int | None:
+        """Bytes its weights will take in memory (None when the size is unknown)."""
+        if not self.n_params:
+            return None
+        return self.n_params * torch.empty((), dtype=self.dtype).element_size()
+
+
+def plan_load(name_or_path: str, dtype: torch.dtype = torch.float32) -> LoadPlan:
+    """Resolve a model and run every check that needs no weights: the folder's files, its
+    config, and whether its parameter count fits in memory (for Hub ids from config.json
+    alone, before any download starts).
+    """
+    source, spec = resolve_source(name_or_path)
+    label = spec.label if spec else source
+    if Path(source).is_absolute():
+        check_local_folder(Path(source))
+        config = read_config(Path(source) / "config.json", label)
+        check_model_type(config, label)
+        n_params = spec.n_params if spec else estimate_params(config)
+    else:
+        if not hub_cached(source) and not hub_reachable():
+            raise ModelUnavailableError(
+                f"{label} ({source}) is not in the local Hugging Face cache and the Hugging Face "
+                "Hub can't be reached (offline, or HF_HUB_OFFLINE=1). Connect once to download "
+                "it, or point the app at a local folder holding the model, or use the bundled "
+                "demo model.")
+        n_params = spec.n_params if spec else estimate_params(fetch_hub_config(source))
+    check_memory(n_params, label)
+    return LoadPlan(name=name_or_path.strip(), source=source, label=label, spec=spec,
+                    n_params=n_params, dtype=dtype)
 
 
 def load_model(name_or_path: str, device: str | None = None,
@@ -258,29 +575,18 @@ def load_model(name_or_path: str, device: str | None = None,
     is not a model, or memory is short. Parameters are frozen: analyses take gradients with
     respect to activations, never weights.
     """
-    source, spec = resolve_source(name_or_path)
-    label = spec.label if spec else source
-    is_folder = Path(source).is_absolute()
-    if is_folder:
-        check_local_folder(Path(source))
-        check_memory(spec.n_params if spec else estimate_params_from_config(Path(source)), label)
-    else:
-        if spec:
-            check_memory(spec.n_params, label)
-        if not hub_cached(source) and not hub_reachable():
-            raise ModelUnavailableError(
-                f"{label} ({source}) is not in the local Hugging Face cache and the Hugging Face "
-                "Hub can't be reached (offline, or HF_HUB_OFFLINE=1). Connect once to download "
-                "it, or point the app at a local folder holding the model, or use the bundled "
-                "demo model.")
-    device = device or default_device()
-    bridge, n_params = boot_bridge(source, label, device, dtype)
-    info = model_info(bridge, n_params, name_or_path.strip(), label, source, spec, device, dtype)
-    return LoadedModel(bridge, info)
+    return load_planned(plan_load(name_or_path, dtype), device)
 
 
-def boot_bridge(source: str, label: str, device: str, dtype: torch.dtype):
-    """Boot a TransformerBridge with eager attention, turning library failures into our errors.
+def load_planned(plan: LoadPlan, device: str | None = None) -> LoadedModel:
+    """Load a model that `plan_load` checked, onto `device` (default: CUDA when available)."""
+    bridge, n_params = boot_bridge(plan, device or default_device())
+    return LoadedModel(bridge, model_info(bridge, n_params, plan))
+
+
+def boot_bridge(plan: LoadPlan, device: str):
+    """Boot a TransformerBridge with eager attention on `device`, turning library failures into
+    our errors.
 
     Returns the bridge and the parameter count of the Hugging Face model (the bridge holds split
     q/k/v copies of GPT-2's fused weights, so counting its parameters would overstate the size).
@@ -289,41 +595,76 @@ def boot_bridge(source: str, label: str, device: str, dtype: torch.dtype):
     from transformers import AutoModelForCausalLM
 
     try:
-        hf_model = AutoModelForCausalLM.from_pretrained(source, attn_implementation="eager",
-                                                        dtype=dtype)
+        hf_model = AutoModelForCausalLM.from_pretrained(plan.source, attn_implementation="eager",
+                                                        dtype=plan.dtype)
         n_params = sum(p.numel() for p in hf_model.parameters())
-        bridge = TransformerBridge.boot_transformers(source, hf_model=hf_model, device=device,
-                                                     dtype=dtype)
+        bridge = TransformerBridge.boot_transformers(plan.source, hf_model=hf_model,
+                                                     device=device, dtype=plan.dtype)
+        # boot_transformers only records the device for a model passed in: move it ourselves.
+        bridge.to(device, print_details=False)
     except (torch.OutOfMemoryError, MemoryError) as error:
         raise ModelUnavailableError(
-            f"Ran out of memory while loading {label}. Choose a smaller model.") from error
-    except (OSError, ValueError, ConnectionError) as error:
-        raise ModelUnavailableError(
-            f"Could not load {label} ({source}): {first_line(error)} If you are offline, GPT-2 "
-            "must already be in the Hugging Face cache; otherwise use a local folder or the demo "
-            "model. Other Hugging Face ids must be causal language models that TransformerLens "
-            "supports (GPT-2, GPT-Neo, Pythia, ...).") from error
-    except Exception as error:  # TransformerLens raises bare errors for unsupported architectures
-        raise ModelUnavailableError(
-            f"TransformerLens could not load {label} ({source}): {first_line(error)}") from error
+            f"Ran out of memory while loading {plan.label}. Choose a smaller model.") from error
+    except Exception as error:  # transformers and TransformerLens raise many kinds
+        raise ModelUnavailableError(load_failure_message(plan, error)) from error
     if bridge.tokenizer is None:
-        raise ModelUnavailableError(f"{label} has no tokenizer; add tokenizer files to its folder.")
+        raise ModelUnavailableError(f"{plan.label} has no tokenizer; add tokenizer files to its folder.")
     bridge.eval()
     for parameter in bridge.parameters():
         parameter.requires_grad_(False)
     return bridge, n_params
 
 
-def model_info(bridge, n_params: int, name: str, label: str, source: str, spec: ModelSpec | None,
-               device: str, dtype: torch.dtype) -> ModelInfo:
+def unreadable_weights(error: BaseException) -> bool:
+    """True for a weights file that is damaged or not plain tensors (never load those unsafely)."""
+    import pickle
+
+    from safetensors import SafetensorError
+
+    while error is not None:
+        text = str(error)
+        if (isinstance(error, (SafetensorError, pickle.UnpicklingError))
+                or "weights_only" in text or "PytorchStreamReader failed" in text):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def load_failure_message(plan: LoadPlan, error: BaseException) -> str:
+    """Our words for a failed load: what is wrong and what to do, never PyTorch's advice."""
+    named = plan.label if plan.label == plan.source else f"{plan.label} ({plan.source})"
+    if unreadable_weights(error):
+        return (f"The weights of {named} could not be read: the file is damaged or incomplete, "
+                "or it is not a plain weights file (a pickled .bin that holds code is refused on "
+                "purpose). Download or save the model again, preferably as .safetensors.")
+    if plan.is_folder:
+        return (f"Could not load {named}: {first_line(error)} The folder must hold a causal "
+                "language model that TransformerLens supports (GPT-2, GPT-Neo, Pythia, ...), "
+                "saved with `save_pretrained`.")
+    return (f"Could not load {named}: {first_line(error)} Hugging Face ids must name causal "
+            "language models that TransformerLens supports (GPT-2, GPT-Neo, Pythia, ...); if "
+            "you are offline, the model must already be in the Hugging Face cache.")
+
+
+def weights_device(bridge) -> torch.device:
+    """The one device that holds every weight of `bridge` (not the device that was asked for)."""
+    devices = {tensor.device for tensor in [*bridge.parameters(), *bridge.buffers()]}
+    if len(devices) != 1:
+        raise ModelUnavailableError(
+            "The model's weights are spread over several devices "
+            f"({', '.join(sorted(map(str, devices)))}); load it onto one device.")
+    return devices.pop()
+
+
+def model_info(bridge, n_params: int, plan: LoadPlan) -> ModelInfo:
     cfg = bridge.cfg
     architecture = type(bridge.original_model).__name__
     return ModelInfo(
-        name=name, label=label, source=source, architecture=architecture,
+        name=plan.name, label=plan.label, source=plan.source, architecture=architecture,
         n_layers=cfg.n_layers, n_heads=cfg.n_heads, d_model=cfg.d_model, d_head=cfg.d_head,
         d_mlp=cfg.d_mlp or 4 * cfg.d_model, d_vocab=cfg.d_vocab, n_ctx=cfg.n_ctx,
-        n_params=n_params, device=str(device), dtype=str(dtype).replace("torch.", ""),
-        is_demo=bool(spec and spec.is_demo))
+        n_params=n_params, device=str(weights_device(bridge)),
+        dtype=str(plan.dtype).replace("torch.", ""), is_demo=bool(plan.spec and plan.spec.is_demo))
 
 
 def first_line(error: BaseException) -> str:

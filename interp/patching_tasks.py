@@ -31,7 +31,6 @@ from interp.patching import (
     logit_diff_metric,
     patch,
 )
-from interp.tokens import display_tokens
 from interp.validation import check_prompt
 
 TASK_KINDS = ("agreement", "ioi", "fact", "custom")
@@ -126,15 +125,14 @@ def task_inputs(model, task: PatchingTask, metric: str = "logit_diff",
 
 def shown_tokens(model, text: str) -> str:
     """How `text` splits into tokens, for error messages: `␣ke | ys`."""
-    ids = model.tokenizer.encode(text, add_special_tokens=False)
-    return " | ".join(display_tokens(model.tokenizer, ids)) or "(nothing)"
+    return " | ".join(model.display_tokens(model.token_ids(text))) or "(nothing)"
 
 
 def single_token_id(model, text: str, what: str) -> int:
     """The id of `text` if it is exactly one token for `model`'s tokenizer, else a clear error."""
     if not text or not text.strip():
         raise InvalidPromptError(f"{what} is empty. Type the word the model should say next.")
-    ids = model.tokenizer.encode(text, add_special_tokens=False)
+    ids = model.token_ids(text)
     if len(ids) != 1:
         raise InvalidPromptError(
             f"{what} {text!r} must be a single token, but {model.info.label}'s tokenizer splits "
@@ -151,9 +149,9 @@ def as_next_word(answer: str) -> str:
 
 def span_positions(model, text: str, start: int, end: int) -> tuple[int, ...]:
     """Token positions (BOS at 0, as in `model.to_tokens`) covering characters [start, end)."""
-    encoding = model.tokenizer(text, return_offsets_mapping=True, add_special_tokens=False)
-    offset = len(model.to_tokens(text)[0]) - len(encoding["input_ids"])
-    return tuple(index + offset for index, (first, last) in enumerate(encoding["offset_mapping"])
+    encoding = model.encode(text)
+    offset = len(model.to_tokens(text)[0]) - len(encoding.ids)
+    return tuple(index + offset for index, (first, last) in enumerate(encoding.offsets)
                  if first < end and last > start)
 
 
@@ -163,14 +161,14 @@ def differing_positions(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
 
 def shown_ids(model, ids: Sequence[int]) -> str:
     """Every token of `ids`, the start token included, for error messages that count them."""
-    return " | ".join(display_tokens(model.tokenizer, ids)) or "(nothing)"
+    return " | ".join(model.display_tokens(ids)) or "(nothing)"
 
 
 def same_length_or_explain(model, clean_ids: Sequence[int], corrupted_ids: Sequence[int],
                            advice: str) -> None:
     if len(clean_ids) != len(corrupted_ids):
         bos = model.tokenizer.bos_token_id
-        counted = (f", counting the start token {display_tokens(model.tokenizer, [bos])[0]} the "
+        counted = (f", counting the start token {model.display_tokens([bos])[0]} the "
                    "model reads first" if bos is not None and list(clean_ids[:1]) == [bos] else "")
         raise InvalidPromptError(
             f"The clean prompt is {len(clean_ids)} tokens ({shown_ids(model, clean_ids)}) but the "
@@ -529,7 +527,7 @@ class IOIPrompt:
 def one_token_names(model, names: Sequence[str] = IOI_NAMES) -> list[str]:
     """The names that are a single token with a leading space for `model`'s tokenizer."""
     return [name for name in names
-            if len(model.tokenizer.encode(" " + name, add_special_tokens=False)) == 1]
+            if len(model.token_ids(" " + name)) == 1]
 
 
 def check_template(template: str) -> None:
@@ -676,7 +674,7 @@ DEFAULT_FACTS: tuple[KnownFact, ...] = tuple(
 def usable_facts(model, facts: Sequence[KnownFact] = DEFAULT_FACTS) -> list[KnownFact]:
     """The facts whose answer is a single token (with a leading space) for `model`."""
     return [fact for fact in facts
-            if len(model.tokenizer.encode(as_next_word(fact.answer), add_special_tokens=False)) == 1]
+            if len(model.token_ids(as_next_word(fact.answer))) == 1]
 
 
 def find_subject(prompt: str, subject: str | None, facts: Sequence[KnownFact]) -> tuple[int, int]:
@@ -748,7 +746,7 @@ def fact_task(model, prompt: str = DEFAULT_FACTS[0].prompt, answer: str = DEFAUL
     wrong, wrong_id, warnings = None, None, []
     if other_answer is not None:
         candidate = as_next_word(other_answer.strip())
-        ids = model.tokenizer.encode(candidate, add_special_tokens=False)
+        ids = model.token_ids(candidate)
         if len(ids) == 1 and ids[0] != correct_id:
             wrong, wrong_id = candidate, ids[0]
         else:

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 import torch
 
 from interp.errors import InvalidOptionError
-from interp.tokens import display_tokens
 from interp.validation import check_prompt
 
 
@@ -42,6 +41,6 @@ def next_token_topk(model, prompt: str, k: int = 10) -> NextTokenPrediction:
     return NextTokenPrediction(
         model_name=model.name, prompt=prompt, tokens=checked.tokens, token_ids=checked.token_ids,
         top_ids=tuple(top.indices.tolist()),
-        top_tokens=tuple(display_tokens(model.tokenizer, top.indices.tolist())),
+        top_tokens=tuple(model.display_tokens(top.indices.tolist())),
         top_probs=tuple(top.values.exp().tolist()),
         top_logits=tuple(logits[top.indices].tolist()), entropy_nats=entropy)

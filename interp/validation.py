@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from interp.errors import InvalidPromptError
-from interp.tokens import display_tokens, reads_bytes, special_tokens_in
+from interp.tokens import reads_bytes, special_tokens_in
 
 ALLOWED_CONTROL = {"\n", "\t"}
 
@@ -64,7 +64,7 @@ def check_prompt(text: str | None, model, label: str = "The prompt") -> CheckedP
         raise InvalidPromptError(
             f"{label} is {len(ids)} tokens long, but {model.info.label} reads at most {n_ctx}. "
             f"Shorten it by {len(ids) - n_ctx} tokens.")
-    tokens = display_tokens(model.tokenizer, ids)
+    tokens = model.display_tokens(ids)
     notes = special_token_notes(model.tokenizer, text)
     if any(ord(ch) > 127 for ch in text):
         notes.append(non_ascii_note(model.tokenizer, ids, tokens))

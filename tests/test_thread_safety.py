@@ -1,7 +1,7 @@
 """One model shared by threads: hooks stay inside their own `hooked()` block.
 
-The control test shows the hazard is real (a hook added to the bare bridge leaks into another
-thread's forward pass), so the protected tests below could fail.
+The control test shows the hazard is real (a hook added to the bare bridge by one thread leaks
+into another thread's forward pass), so the protected tests could fail.
 """
 
 from __future__ import annotations
@@ -54,6 +54,8 @@ def test_two_threads_patching_at_once_never_see_each_others_hooks(tiny_model):
 
 
 def test_a_plain_forward_waits_for_a_hooked_run_and_sees_no_hook(tiny_model):
+    """Thread A holds a hook that changes the output and waits inside `hooked()`; thread B's
+    plain `logits()` must equal the clean logits of a run made alone (the reference)."""
     tokens = tiny_model.to_tokens("The keys to the cabinet are")
     clean, patched = clean_and_patched_reference(tiny_model, tokens, 0.0)
     inside, release = threading.Event(), threading.Event()
@@ -72,26 +74,51 @@ def test_a_plain_forward_waits_for_a_hooked_run_and_sees_no_hook(tiny_model):
     inside.wait(timeout=30)
     reader = threading.Thread(target=plain_reader)
     reader.start()
-    reader.join(timeout=0.5)
+    reader.join(timeout=2)  # long enough for an unguarded forward pass to run hooked
     blocked_while_hooked = reader.is_alive()
     release.set()
     holder.join(timeout=30)
     reader.join(timeout=30)
-    assert blocked_while_hooked
     assert torch.allclose(result["logits"], clean, atol=1e-6)
+    assert blocked_while_hooked
     assert not torch.allclose(clean, patched)
     assert tiny_model.active_hook_count() == 0
 
 
 def test_control_a_bare_bridge_hook_does_leak_into_another_forward(tiny_model):
+    """Control for the test above: without the lock, thread A's hook (added with
+    `bridge.add_hook`, A waiting on an event) changes thread B's plain forward pass.
+
+    Reference: the clean logits of a run made alone, before either thread starts.
+    """
     tokens = tiny_model.to_tokens("The keys to the cabinet are")
     clean, _ = clean_and_patched_reference(tiny_model, tokens, 0.0)
     bridge = tiny_model.bridge
-    with tiny_model.lock:  # keep other tests out; inside it we play two unsynchronised users
-        with bridge.hooks(fwd_hooks=[("blocks.1.hook_resid_pre", scale_residual(0.0))]):
-            with torch.no_grad():
-                leaked = bridge(tokens)
-    assert not torch.allclose(leaked, clean)
+    attached, release = threading.Event(), threading.Event()
+    seen = {}
+
+    def hook_holder():
+        bridge.add_hook("blocks.1.hook_resid_pre", scale_residual(0.0))
+        try:
+            attached.set()
+            release.wait(timeout=30)
+        finally:
+            bridge.reset_hooks()
+
+    def plain_forward():
+        with torch.no_grad():
+            seen["logits"] = bridge(tokens)
+
+    with tiny_model.lock:  # keeps other users of the shared model out while we go around it
+        holder = threading.Thread(target=hook_holder)
+        holder.start()
+        attached.wait(timeout=30)
+        reader = threading.Thread(target=plain_forward)
+        reader.start()
+        reader.join(timeout=30)
+        release.set()
+        holder.join(timeout=30)
+    assert not torch.allclose(seen["logits"], clean)
     assert tiny_model.active_hook_count() == 0
 
 

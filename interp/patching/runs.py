@@ -20,7 +20,6 @@ from interp.patching.results import (
     metric_from_logits,
     normalize,
 )
-from interp.tokens import display_tokens
 
 # About 4k token positions per forward pass: large enough that a CPU's matrix multiplies run at
 # full speed, small enough (~0.3 GB of activations on GPT-2 small) to fit anywhere.
@@ -276,5 +275,5 @@ def patching_result(model, inputs: PatchingInputs, metric: PatchingMetric, runs:
         direction=direction, metric_name=metric.name, values=values,
         normalized=normalize(values, runs.clean_value, runs.corrupted_value),
         clean_value=runs.clean_value, corrupted_value=runs.corrupted_value,
-        tokens=tuple(display_tokens(model.tokenizer, inputs.clean_tokens[0].tolist())),
+        tokens=tuple(model.display_tokens(inputs.clean_tokens[0].tolist())),
         n_prompts=inputs.n_prompts, options=options)

@@ -1,0 +1,146 @@
+"""The memory budget: every held model counts its bytes until it is freed, loads that would
+go over are refused with what to change, and at most `max_models` language models are kept.
+
+Most tests use stand-in models of known size (no Streamlit, no real loads); one loads the tiny
+model and checks the bytes counted against transformers' own `get_memory_footprint()`.
+"""
+
+from __future__ import annotations
+
+import gc
+from types import SimpleNamespace
+
+import pytest
+
+from interp.errors import InvalidOptionError, ModelUnavailableError
+from interp.memory_budget import (
+    BUDGET_SETTING,
+    MAX_MODELS_SETTING,
+    LanguageModelCache,
+    MemoryBudget,
+    loaded_model_bytes,
+    max_language_models,
+    memory_budget_bytes,
+)
+
+GB = 10**9
+
+
+class StandIn:
+    """A model of a stated size (weakref-able, so the budget can see it freed)."""
+
+    def __init__(self, name: str, n_bytes: int):
+        self.name, self.n_bytes = name, n_bytes
+
+
+def stand_in_cache(sizes_gb: dict[str, float], budget_gb: float, max_models: int = 2):
+    loads: list[str] = []
+
+    def plan(name):
+        if name not in sizes_gb:
+            raise ModelUnavailableError(f"no model {name}")
+        return SimpleNamespace(name=name, label=name.upper(), n_bytes=int(sizes_gb[name] * GB))
+
+    def load(planned):
+        loads.append(planned.name)
+        return StandIn(planned.name, planned.n_bytes)
+
+    cache = LanguageModelCache(MemoryBudget(int(budget_gb * GB)), max_models, plan=plan,
+                               load=load, measure=lambda model: model.n_bytes)
+    return cache, loads
+
+
+def test_held_models_count_their_bytes_and_a_second_ask_reuses_the_first_load():
+    cache, loads = stand_in_cache({"a": 0.5, "b": 1.0}, budget_gb=2.7)
+    first = cache.get("a")
+    assert cache.get(" a ") is first and loads == ["a"]
+    cache.get("b")
+    assert cache.budget.used_bytes() == int(0.5 * GB) + int(1.0 * GB)  # 0.5 GB + 1 GB by hand
+
+
+def test_a_load_over_the_budget_says_what_it_needs_what_is_held_and_what_to_change():
+    cache, loads = stand_in_cache({"small": 0.5, "medium": 1.4, "large": 3.1}, budget_gb=2.7)
+    held = cache.get("medium")
+    with pytest.raises(ModelUnavailableError) as error:
+        cache.get("large")
+    message = str(error.value)
+    assert "LARGE needs about 3.10 GB" in message and "2.70 GB" in message
+    assert BUDGET_SETTING in message
+    assert loads == ["medium"] and cache.names() == ["medium"]  # nothing dropped in vain
+    assert held is cache.get("medium")
+
+
+def test_the_message_lists_models_a_session_still_holds_after_the_cache_dropped_them():
+    cache, loads = stand_in_cache({"a": 1.0, "b": 0.4, "c": 1.0}, budget_gb=1.5, max_models=2)
+    kept_by_a_session = cache.get("a")
+    cache.get("b")
+    with pytest.raises(ModelUnavailableError) as error:
+        cache.get("c")  # the cache drops a and b, but a session still holds a: 1 + 1 > 1.5
+    message = str(error.value)
+    assert "A (language model, 1.00 GB)" in message and "B (language" not in message
+    assert kept_by_a_session.name == "a"
+
+
+def test_a_dropped_model_gives_its_bytes_back_once_nobody_holds_it():
+    cache, loads = stand_in_cache({"a": 1.0, "b": 1.0, "c": 1.0}, budget_gb=2.5, max_models=2)
+    cache.get("a"), cache.get("b")
+    cache.get("c")  # over the cap of two language models: a, the least recently used, goes
+    gc.collect()
+    assert cache.names() == ["b", "c"]
+    assert sorted(m.key for m in cache.budget.held()) == ["b", "c"]
+    assert cache.budget.used_bytes() == 2 * GB
+
+
+def test_the_least_recently_used_model_is_the_one_dropped():
+    cache, loads = stand_in_cache({"a": 0.1, "b": 0.1, "c": 0.1}, budget_gb=2.7, max_models=2)
+    cache.get("a"), cache.get("b"), cache.get("a")
+    cache.get("c")
+    assert cache.names() == ["a", "c"]
+
+
+def test_a_failed_load_is_not_kept_and_other_held_models_register_too():
+    cache, loads = stand_in_cache({"a": 0.5}, budget_gb=1.0)
+    with pytest.raises(ModelUnavailableError):
+        cache.get("missing")
+    assert cache.names() == []
+    classifier = StandIn("toxicity", int(0.6 * GB))
+    cache.budget.track(classifier, key="toxicity", label="Toxicity classifier",
+                       kind="classifier", n_bytes=classifier.n_bytes)
+    with pytest.raises(ModelUnavailableError, match="Toxicity classifier"):
+        cache.get("a")  # 0.6 + 0.5 > 1.0
+    del classifier
+    gc.collect()
+    assert cache.get("a").name == "a"
+
+
+def test_settings_come_from_the_environment_then_secrets_then_the_default(monkeypatch):
+    monkeypatch.delenv(BUDGET_SETTING, raising=False)
+    monkeypatch.delenv(MAX_MODELS_SETTING, raising=False)
+    assert memory_budget_bytes() == int(2.7 * GB)
+    assert max_language_models() == 2
+    assert memory_budget_bytes({BUDGET_SETTING: 8}) == 8 * GB
+    assert max_language_models({MAX_MODELS_SETTING: "3"}) == 3
+    monkeypatch.setenv(BUDGET_SETTING, "1.5")
+    monkeypatch.setenv(MAX_MODELS_SETTING, "1")
+    assert memory_budget_bytes({BUDGET_SETTING: 8}) == int(1.5 * GB)
+    assert max_language_models() == 1
+    monkeypatch.setenv(BUDGET_SETTING, "lots")
+    with pytest.raises(InvalidOptionError, match=BUDGET_SETTING):
+        memory_budget_bytes()
+    monkeypatch.setenv(MAX_MODELS_SETTING, "1.5")
+    with pytest.raises(InvalidOptionError, match=MAX_MODELS_SETTING):
+        max_language_models()
+
+
+def test_a_real_model_counts_what_its_weights_occupy(tiny_model_dir, tiny_model):
+    """Peer: transformers' `get_memory_footprint()` of the same folder loaded plainly, plus the
+    one buffer the bridge adds (a zero unembedding bias, d_vocab float32 values). The bridge's
+    split q/k/v are views of GPT-2's fused weights and cost nothing more."""
+    from transformers import GPT2LMHeadModel
+
+    cache = LanguageModelCache(MemoryBudget(int(2.7 * GB)), max_models=2)
+    model = cache.get(str(tiny_model_dir))
+    plain = GPT2LMHeadModel.from_pretrained(tiny_model_dir).get_memory_footprint()
+    expected = plain + 4 * model.info.d_vocab
+    assert cache.budget.used_bytes() == loaded_model_bytes(model) == expected
+    assert cache.get(str(tiny_model_dir)) is model
