@@ -171,12 +171,21 @@ class TokenEncoding:
     offsets: tuple[tuple[int, int], ...]
 
 
+TRANSFORMERS_CAPTURE_MODULE = "transformers.utils.output_capturing"
 # Where torch keeps a module's hooks; a "full" backward hook also lives in `_backward_hooks`.
 MODULE_HOOK_TABLES = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks",
                       "_backward_pre_hooks")
 # Tables keyed by the same handle id as `_forward_hooks` / `_forward_pre_hooks` entries.
 HOOK_FLAG_TABLES = {"_forward_hooks": ("_forward_hooks_with_kwargs", "_forward_hooks_always_called"),
                     "_forward_pre_hooks": ("_forward_pre_hooks_with_kwargs",)}
+
+
+def is_transformers_capture_hook(hook) -> bool:
+    """Transformers installs these once per model, for `output_attentions` and the like, and
+    marks the model as hooked: they are inert unless a caller asks for those outputs, and removing
+    them would silently break that request for the model's life, so they count as the model's own.
+    """
+    return getattr(hook, "__module__", "") == TRANSFORMERS_CAPTURE_MODULE
 
 
 class LoadedModel:
@@ -289,7 +298,9 @@ class LoadedModel:
         TransformerLens' HookPoints. 0 whenever no `hooked()` / `exclusive()` block is open.
 
         Not counted: the capture hooks TransformerLens' blocks wire into themselves on their
-        first forward pass and keep for the model's life (`_capture_hook_handles`).
+        first forward pass and keep for the model's life (`_capture_hook_handles`), and the
+        output-capturing hooks Transformers installs once per model (`run_with_cache` triggers
+        them); see `is_transformers_capture_hook`.
         """
         return len(self._module_hooks())
 
@@ -311,8 +322,8 @@ class LoadedModel:
         found = {}
         for module in modules:
             for table in MODULE_HOOK_TABLES:
-                for handle_id in getattr(module, table, {}):
-                    if handle_id not in own:
+                for handle_id, hook in getattr(module, table, {}).items():
+                    if handle_id not in own and not is_transformers_capture_hook(hook):
                         found[handle_id] = (module, table)
         return found
 

@@ -167,3 +167,26 @@ def test_hooked_counts_its_hook_points_while_open(tiny_model):
     with tiny_model.hooked([(RESID, zero_residual), ("blocks.0.hook_resid_pre", zero_residual)]):
         assert tiny_model.active_hook_count() == 2
     assert tiny_model.active_hook_count() == 0
+
+
+def transformers_capture_hooks(model) -> int:
+    """Counted here by hand: forward hooks defined in Transformers' output-capturing module."""
+    return sum(getattr(hook, "__module__", "") == "transformers.utils.output_capturing"
+               for module in model.bridge.modules() for hook in module._forward_hooks.values())
+
+
+def test_transformers_own_capture_hooks_survive_exclusive_and_are_not_counted(tiny_model_dir):
+    """Invariant: Transformers installs its output-capturing hooks once per model (the first
+    `run_with_cache` here) and marks the model as hooked, so removing them would break
+    `output_attentions`-style requests for the model's life; `exclusive()` must neither call
+    them leftovers nor remove them, and `active_hook_count()` must not count them."""
+    model = load_model(str(tiny_model_dir), device="cpu")
+    tokens = model.to_tokens("Mary and John went")
+    with model.exclusive() as bridge, torch.no_grad():
+        bridge.run_with_cache(tokens)
+    installed = transformers_capture_hooks(model)
+    assert installed > 0
+    assert model.active_hook_count() == 0
+    with model.exclusive() as bridge, torch.no_grad():
+        bridge.run_with_cache(tokens)
+    assert transformers_capture_hooks(model) == installed

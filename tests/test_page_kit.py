@@ -12,8 +12,8 @@ from streamlit.testing.v1 import AppTest
 
 import pages.kit
 from interp import explain, export
-from interp.patching import sweeps
 from interp.errors import InvalidOptionError, ModelNotAllowedError
+from interp.patching import sweeps
 from interp.settings import ALLOW_CUSTOM_MODELS, check_model_allowed, custom_models_allowed
 from pages.kit import COMPARE_MODELS, COMPARE_PROMPTS, CUSTOM_CHOICE, PAGES, Keys
 from tests.conftest import APP_PATH
