@@ -16,13 +16,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 @dataclass
 class Scripted:
-    """One answer: `status` with `body` (JSON), or `events` sent as an SSE stream, after `delay_s`."""
+    """One answer: `status` with `body` (JSON), or `events` sent as an SSE stream, after `delay_s`
+    (and `stall_s` after the first event, to cut a stream off half way)."""
 
     status: int = 200
     body: dict | None = None
     events: list[dict] | None = None
     headers: dict = field(default_factory=dict)
     delay_s: float = 0.0
+    stall_s: float = 0.0
 
 
 @dataclass
@@ -115,7 +117,9 @@ class FakeChatServer:
                 if answer.events is not None:
                     self.send_header("content-type", "text/event-stream")
                     self.end_headers()
-                    for event in answer.events:
+                    for index, event in enumerate(answer.events):
+                        if index == 1 and answer.stall_s and server._stopping.wait(answer.stall_s):
+                            return
                         self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
                         self.wfile.flush()
                     self.wfile.write(b"data: [DONE]\n\n")

@@ -127,6 +127,23 @@ def test_a_timeout_gives_the_offline_explanation(server):
     assert "0.3 s" in explanation.message
 
 
+def test_a_stream_that_stalls_half_way_times_out_to_the_offline_explanation(server):
+    server.script(Scripted(events=[chunk("L1 pos 0 "), chunk("restores"), chunk(None, "stop")],
+                           stall_s=5.0))
+    stream = stream_explanation(residual_result(), settings_for(server, timeout_s=0.3),
+                                ApiKey(KEY), cache=None)
+    assert list(stream) == ["L1 pos 0 "]
+    explanation = stream.result()
+    assert explanation.source == "offline" and explanation.failure == "timeout"
+
+
+def test_an_error_event_inside_a_stream_gives_the_offline_explanation(server):
+    server.script(Scripted(events=[chunk("L1 pos 0 "), error_body("model overloaded")]))
+    explanation = stream_explanation(residual_result(), settings_for(server), ApiKey(KEY),
+                                     cache=None).result()
+    assert explanation.failure == "bad_reply" and "model overloaded" in explanation.message
+
+
 def test_a_server_error_is_retried_then_gives_the_offline_explanation(server):
     failing = Scripted(status=500, body=error_body("internal error"))
     server.script(failing, failing)
