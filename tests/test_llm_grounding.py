@@ -7,8 +7,10 @@ raw HTML switched on, the most permissive setting), not by the code under test.
 
 from __future__ import annotations
 
+import torch
 from markdown_it import MarkdownIt
 
+from interp import patching_tasks as tasks
 from interp.explain import explain
 from interp.explain_llm import (
     LLMExplanation,
@@ -21,6 +23,7 @@ from interp.explain_llm import (
     to_record,
 )
 from interp.explain_llm.prompt import method_description
+from interp.patching import patch
 from tests.llm_results import head_result, residual_result
 
 PROMPT = "When Mary and John went to the store, John gave a drink to"
@@ -133,3 +136,20 @@ def test_the_method_description_is_the_prose_of_the_family_docstring():
     description = method_description(residual_result())
     assert description.startswith("Activation patching: which activations carry")
     assert "API (all patched runs" not in description and "patch(model" not in description
+
+
+def test_a_reply_about_an_engine_result_is_checked_against_its_own_heads(tiny_model):
+    """Reference: the strongest head found here with torch.argsort on |normalized|, independently
+    of the explainer's ranking; the tiny model has 2 layers, so L7H1 can't be in any result."""
+    sentence = "The keys to the cabinet are on the table"
+    task = tasks.agreement_task(tiny_model, sentence)
+    inputs, metric = tasks.task_inputs(tiny_model, task)
+    result = patch(tiny_model, inputs, metric, site="z", granularity="head")
+    flat = result.normalized.flatten()
+    layer, head = divmod(int(torch.argsort(flat.abs(), descending=True)[0]), result.normalized.shape[1])
+    strongest = float(result.normalized[layer, head])
+    reply = (f"Head {layer}.{head} (L{layer}H{head}) moves the metric by {strongest:.2f} of the "
+             f"gap for the word 'cabinet'; L7H1 restores 0.93 and 'Paris' matters.")
+    report = check_grounding(reply, known_facts(explain(result), tokens=result.tokens,
+                                                prompt=sentence))
+    assert [m.text for m in report.unverified] == ["L7H1", "0.93", "'Paris'"]
