@@ -7,6 +7,8 @@ raw HTML switched on, the most permissive setting), not by the code under test.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from markdown_it import MarkdownIt
 
@@ -70,6 +72,13 @@ def test_head_names_in_every_spelling_are_checked_against_the_heads_in_the_resul
              "heads 0.1 and 1.0 follow. L1 attn carries it. Head 0.3, L5H1 and the layer 1 MLP "
              "are not in the result.")
     assert unverified_texts(reply, head_result()) == ["Head 0.3", "L5H1", "layer 1 MLP"]
+
+
+def test_an_attention_or_mlp_block_is_known_only_where_the_result_patched_one():
+    kl_metric = dataclasses.replace(residual_result(), metric_name="kl_to_clean")
+    assert unverified_texts("L1 attn and layer 0 MLP", kl_metric) == ["L1 attn", "layer 0 MLP"]
+    mlp_out = dataclasses.replace(residual_result(), site="mlp_out")
+    assert unverified_texts("layer 1 MLP, not L1 attn", mlp_out) == ["L1 attn"]
 
 
 def test_quoted_tokens_must_come_from_the_result_or_its_prompt():

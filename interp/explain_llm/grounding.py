@@ -20,7 +20,7 @@ N = r"(\d{1,3})"
 SEPARATOR = r"\s*(?:,|and|or|&|/)\s*"
 NOT_A_NORM = r"(?!\s*-?\s*(?:norm|distance|loss|penalt|regulari))"
 ATTENTION_WORDS = r"(MLP|attn|attention)"
-ATTENTION_SITES = ("attn", "z", "pattern", "q", "k", "v", "result", "head")
+ATTENTION_SITES = ("attn_out", "z", "pattern", "q", "k", "v", "result")
 
 # (kind, pattern): earlier patterns claim their text first.
 COMPONENT_PATTERNS = [
@@ -134,7 +134,7 @@ def find_components(text: str) -> list[tuple[int, int, list[tuple]]]:
     return sorted(claimed)
 
 
-def implied(components: Iterable[tuple], sites: set[str]) -> set[tuple]:
+def implied(components: Iterable[tuple], site: str) -> set[tuple]:
     """A head or cell also names its layer (and a cell its position); a layer of an MLP or
     attention site also names that layer's MLP or attention block."""
     known = set(components)
@@ -145,8 +145,8 @@ def implied(components: Iterable[tuple], sites: set[str]) -> set[tuple]:
             known.add(("position", component[2]))
         if component[0] == "head":
             known.add(("attn", component[1]))
-    mlp = any("mlp" in site for site in sites)
-    attention = any(site.startswith(ATTENTION_SITES) for site in sites)
+    mlp = "mlp" in site
+    attention = site in ATTENTION_SITES or site.startswith("attn")
     for component in list(known):
         if component[0] == "layer":
             if mlp:
@@ -198,8 +198,9 @@ def known_facts(explanation: Explanation, tokens: Iterable[str] = (), prompt: st
                 description: str = "") -> KnownFacts:
     """Everything a reply about `explanation` may name: the facts' strings (and the components
     and quoted tokens inside labels), the facts' numbers and the numbers its text states, the
-    result's tokens, and the prompt, summary and method description a quote may come from."""
-    strings, values, components, sites = set(), [], set(), set()
+    result's tokens, and the prompt, summary and method description a quote may come from.
+    The facts' `site` says whether a layer's MLP or attention block is part of the result."""
+    strings, values, components = set(), [], set()
     for value in walk(explanation.facts):
         if isinstance(value, bool) or value is None:
             continue
@@ -209,11 +210,11 @@ def known_facts(explanation: Explanation, tokens: Iterable[str] = (), prompt: st
             strings.add(fold(value))
             strings.update(fold(quote) for quote in quoted_texts(value))
             components.update(c for _, _, found in find_components(value) for c in found)
-            sites.add(value.lower())
     summary = MARKDOWN_ESCAPE.sub(r"\1", explanation.markdown)
     values += [abs(v) for v in written_values(summary)]
     strings.update(fold(token) for token in tokens if token.strip())
-    return KnownFacts(components=frozenset(implied(components, sites)), values=tuple(values),
+    site = str(explanation.facts.get("site", "")).lower()
+    return KnownFacts(components=frozenset(implied(components, site)), values=tuple(values),
                       strings=frozenset(strings),
                       texts=tuple(fold(t) for t in (prompt, summary, description) if t))
 
