@@ -7,9 +7,11 @@ text, or the offline explanation with a one-line reason, and never a traceback o
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import socket
+import time
 
 import pytest
 
@@ -192,6 +194,27 @@ def test_a_repeat_is_answered_from_the_cache_per_model_and_level(server):
     other_level = explain_with_llm(residual_result(), settings_for(server, level="researcher"),
                                    ApiKey(KEY), cache=cache)
     assert not other_level.from_cache and len(server.received) == 2
+
+
+def test_a_failure_is_remembered_so_reruns_do_not_wait_on_groq_again(server):
+    failing = Scripted(status=503, body=error_body("over capacity"))
+    server.script(failing, failing, failing, Scripted(body=completion(REPLY)))
+    cache, settings = ReplyCache(max_entries=4), settings_for(server, max_retries=0)
+    first = explain_with_llm(residual_result(), settings, ApiKey(KEY), cache=cache)
+    rerun = stream_explanation(residual_result(), settings, ApiKey(KEY), cache=cache)
+    assert list(rerun) == [] and rerun.result().failure == "server_error"
+    assert first.failure == "server_error" and rerun.result().from_cache
+    assert len(server.received) == 1
+    other_key = explain_with_llm(residual_result(), settings, ApiKey(KEY + "x"), cache=cache)
+    assert other_key.failure == "server_error" and not other_key.from_cache
+    assert len(server.received) == 2
+    expired = dataclasses.replace(settings, failure_memo_s=0.2)
+    time.sleep(0.3)
+    assert explain_with_llm(residual_result(), expired, ApiKey(KEY), cache=cache).failure
+    assert len(server.received) == 3
+    try_again = dataclasses.replace(settings, failure_memo_s=0)
+    assert explain_with_llm(residual_result(), try_again, ApiKey(KEY), cache=cache).is_ai
+    assert len(server.received) == 4
 
 
 def test_the_key_leaves_no_trace_in_logs_reprs_or_exports(server, caplog, capsys, monkeypatch):

@@ -2,12 +2,14 @@
 
 Keys are (result signature, model id, level): the signature is a digest of everything the request
 says about the result, so two results with the same facts share a reply. The oldest-used entry
-goes first when the cache is full. Only successful replies are kept; the key is never part of it.
+goes first when the cache is full. A failure is remembered briefly too (with a salted digest of the
+key, never the key), so that a page's reruns don't wait on a failing Groq again and again.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 
 DEFAULT_MAX_ENTRIES = 128
@@ -23,16 +25,20 @@ class ReplyCache:
         self._entries: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: tuple):
+    def get(self, key: tuple, max_age_s: float | None = None):
+        """The value stored under `key`, or None (also when it is older than `max_age_s`)."""
         with self._lock:
             if key not in self._entries:
                 return None
+            stored_at, value = self._entries[key]
+            if max_age_s is not None and time.monotonic() - stored_at > max_age_s:
+                return None
             self._entries.move_to_end(key)
-            return self._entries[key]
+            return value
 
     def put(self, key: tuple, value) -> None:
         with self._lock:
-            self._entries[key] = value
+            self._entries[key] = (time.monotonic(), value)
             self._entries.move_to_end(key)
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)

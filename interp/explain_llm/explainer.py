@@ -3,7 +3,7 @@
 `explain_with_llm` returns the model's reply when a key is set and Groq answers, and the offline
 explanation otherwise, with a one-line reason; `stream_explanation` does the same while handing
 out the reply's text as it arrives. Successful replies are cached by (result signature, model,
-level), so asking again for the same result costs nothing.
+level), so asking again for the same result costs nothing; failures are remembered for a minute.
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ class Prepared:
     request: LLMRequest
     known: KnownFacts
     cache_key: tuple
+    failure_key: tuple
 
 
 def prepare(result, settings: LLMSettings, key: ApiKey | None, user_prompt: str | None,
@@ -71,8 +72,29 @@ def prepare(result, settings: LLMSettings, key: ApiKey | None, user_prompt: str 
         request = dataclasses.replace(request, user=key.redact(request.user))
     known = known_facts(offline, tokens=getattr(result, "tokens", ()) or (), prompt=prompt,
                         description=description)
-    return Prepared(offline=offline, request=request, known=known,
-                    cache_key=(request.signature, settings.model, settings.level))
+    cache_key = (request.signature, settings.model, settings.level)
+    failure_key = ("failed", *cache_key, key.fingerprint() if key is not None else "")
+    return Prepared(offline=offline, request=request, known=known, cache_key=cache_key,
+                    failure_key=failure_key)
+
+
+def remembered(prepared: Prepared, settings: LLMSettings,
+               cache: ReplyCache | None) -> LLMExplanation | None:
+    """A cached reply, or a failure of this key on this request less than `failure_memo_s` old."""
+    if cache is None:
+        return None
+    found = cache.get(prepared.cache_key)
+    if found is None and settings.failure_memo_s > 0:
+        found = cache.get(prepared.failure_key, max_age_s=settings.failure_memo_s)
+    return None if found is None else dataclasses.replace(found, from_cache=True)
+
+
+def failed(prepared: Prepared, error: LLMError, cache: ReplyCache | None) -> LLMExplanation:
+    log.info("AI explanation unavailable (%s): %s", error.kind, error)
+    explanation = offline_explanation(prepared.offline, error)
+    if cache is not None:
+        cache.put(prepared.failure_key, explanation)
+    return explanation
 
 
 def ai_explanation(prepared: Prepared, text: str, settings: LLMSettings, model: str) -> LLMExplanation:
@@ -98,16 +120,15 @@ def explain_with_llm(result, settings: LLMSettings | None = None,
     prepared = prepare(result, settings, secret, user_prompt, context)
     if secret is None:
         return offline_explanation(prepared.offline, NoKeyError())
-    cached = cache.get(prepared.cache_key) if cache is not None else None
-    if cached is not None:
-        return dataclasses.replace(cached, from_cache=True)
+    known = remembered(prepared, settings, cache)
+    if known is not None:
+        return known
     try:
         reply = client.complete(prepared.request, settings, secret, sleep=sleep)
     except LLMError as error:
-        log.info("AI explanation unavailable (%s): %s", error.kind, error)
-        return offline_explanation(prepared.offline, error)
+        return failed(prepared, error, cache)
     except Exception as error:  # noqa: BLE001 - see `unexpected`
-        return offline_explanation(prepared.offline, unexpected(error))
+        return failed(prepared, unexpected(error), cache)
     explanation = ai_explanation(prepared, reply.text, settings, reply.model)
     if cache is not None:
         cache.put(prepared.cache_key, explanation)
@@ -139,7 +160,6 @@ class ExplanationStream:
                 parts.append(chunk)
                 yield escape_reply(chunk)
         except LLMError as error:
-            log.info("AI explanation unavailable (%s): %s", error.kind, error)
             self._result = self._fallback(error)
             return
         except Exception as error:  # noqa: BLE001 - see `unexpected`
@@ -172,7 +192,7 @@ def stream_explanation(result, settings: LLMSettings | None = None,
     prepared = prepare(result, settings, secret, user_prompt, context)
 
     def fallback(error: LLMError) -> LLMExplanation:
-        return offline_explanation(prepared.offline, error)
+        return failed(prepared, error, cache)
 
     def finish(text: str) -> LLMExplanation:
         explanation = ai_explanation(prepared, text, settings, settings.model)
@@ -181,10 +201,10 @@ def stream_explanation(result, settings: LLMSettings | None = None,
         return explanation
 
     if secret is None:
-        return ExplanationStream(None, finish, fallback, ready=fallback(NoKeyError()))
-    cached = cache.get(prepared.cache_key) if cache is not None else None
-    if cached is not None:
         return ExplanationStream(None, finish, fallback,
-                                 ready=dataclasses.replace(cached, from_cache=True))
+                                 ready=offline_explanation(prepared.offline, NoKeyError()))
+    known = remembered(prepared, settings, cache)
+    if known is not None:
+        return ExplanationStream(None, finish, fallback, ready=known)
     chunks = client.stream_reply(prepared.request, settings, secret, sleep=sleep)
     return ExplanationStream(chunks, finish, fallback)

@@ -7,14 +7,18 @@ it and which refuses to be pickled, so logs, reprs, caches and exports can't car
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import os
+import secrets as random_bytes
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 KEY_NAME = "GROQ_API_KEY"
 KEY_SOURCES = ("secrets", "environment", "this session")
 HIDDEN = "ApiKey(hidden)"
+# A fresh salt per process: a fingerprint tells keys apart here and can't be looked up anywhere.
+FINGERPRINT_SALT = random_bytes.token_bytes(16)
 
 
 class ApiKey:
@@ -28,6 +32,10 @@ class ApiKey:
     def reveal(self) -> str:
         """The key itself, for the one place that sends it: the client's constructor."""
         return self._value
+
+    def fingerprint(self) -> str:
+        """A salted digest that tells two keys apart within this process (for cache keys)."""
+        return hmac.new(FINGERPRINT_SALT, self._value.encode(), hashlib.sha256).hexdigest()[:16]
 
     def redact(self, text: str) -> str:
         """`text` with every copy of the key replaced (for text a server echoes back)."""

@@ -44,7 +44,8 @@ class LLMSettings:
 
     `timeout_s` bounds each HTTP read; rate limits (429) and server errors (5xx) are retried up to
     `max_retries` times, waiting what the server's `retry-after` asks (up to `max_retry_wait_s`,
-    beyond which the call gives up at once) or `backoff_s` doubling per attempt.
+    beyond which the call gives up at once) or `backoff_s` doubling per attempt. A failure is
+    answered from memory for `failure_memo_s` seconds (0: ask Groq again now, e.g. "Try again").
     """
 
     model: str = DEFAULT_MODEL
@@ -56,6 +57,7 @@ class LLMSettings:
     max_completion_tokens: int = 1500
     temperature: float = 0.2
     base_url: str = GROQ_API_URL
+    failure_memo_s: float = 60.0
 
     def __post_init__(self):
         model = str(self.model).strip()
@@ -69,8 +71,8 @@ class LLMSettings:
         for name in ("timeout_s", "max_retry_wait_s", "max_completion_tokens"):
             if not getattr(self, name) > 0:
                 raise InvalidOptionError(f"{name} must be positive; got {getattr(self, name)!r}.")
-        if self.max_retries < 0 or self.backoff_s < 0:
-            raise InvalidOptionError("max_retries and backoff_s can't be negative; got "
-                                     f"{self.max_retries!r} and {self.backoff_s!r}.")
+        for name in ("max_retries", "backoff_s", "failure_memo_s"):
+            if getattr(self, name) < 0:
+                raise InvalidOptionError(f"{name} can't be negative; got {getattr(self, name)!r}.")
         if not 0 <= self.temperature <= 2:
             raise InvalidOptionError(f"temperature must be between 0 and 2; got {self.temperature!r}.")
