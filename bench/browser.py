@@ -198,7 +198,8 @@ def main_action(entry) -> tuple[str, str] | None:
     return label, fallback[1] if fallback else DEFAULT_RESULT_TEST_ID
 
 
-def run_main_action(page, url_path: str, action: tuple[str, str], folder: Path) -> list[str]:
+def run_main_action(page, url_path: str, action: tuple[str, str], folder: Path,
+                    timeout_ms: int = ACTION_RUN_MS) -> list[str]:
     """Click the page's main button; its result must appear, with no exception or error."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
@@ -211,7 +212,7 @@ def run_main_action(page, url_path: str, action: tuple[str, str], folder: Path) 
         pass  # counted below
     if button.count() != 1:
         return [f"{url_path}: expected one {label!r} button, found {button.count()}"]
-    click_and_wait(page, button)
+    click_and_wait(page, button, timeout_ms)
     where = f"{url_path} after {label!r}"
     appeared = result_appears(page, result_test_id)
     problems = check_rendered(page, where, model_expected=True)
