@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from interp.models import MODEL_REGISTRY, is_available
+from interp.settings import Settings, apply_torch_threads
 from pages.kit import (
     COMPARE_PROMPTS,
     CUSTOM_CHOICE,
@@ -19,6 +20,7 @@ from pages.kit import (
     model_options,
 )
 
+apply_torch_threads(Settings.from_env(st.secrets if st.secrets.load_if_toml_exists() else None))
 st.set_page_config(page_title="GPT-2 Interpretability Workbench", page_icon=":material/neurology:",
                    layout="wide")
 

@@ -12,7 +12,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bench.harness import BENCH_DIR, RESULTS_PATH, Entry  # noqa: E402
 
-NOT_BENCHMARKS = {"harness", "__main__"}
+NOT_BENCHMARKS = {"harness", "browser", "__main__"}  # helpers, not benchmarks
 
 
 def benchmark_names() -> list[str]:

@@ -45,3 +45,55 @@ def save_random_gpt2(folder: str | Path, *, n_layer: int = 2, n_head: int = 4, n
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+DETOXIFY_CLASSES = ("toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate")
+BERT_BASE_SHAPE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                       intermediate_size=3072, vocab_size=30522, max_position_embeddings=512)
+BERT_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+def bert_vocabulary(size: int) -> list[str]:
+    """A WordPiece vocabulary of exactly `size` entries: BERT's special tokens, single
+    characters and their continuations, then filler words (enough to tokenize any ASCII text)."""
+    characters = [chr(code) for code in range(33, 127)]
+    vocabulary = [*BERT_SPECIAL_TOKENS, *characters, *(f"##{c}" for c in characters)]
+    if size < len(vocabulary):
+        raise ValueError(f"a BERT vocabulary needs at least {len(vocabulary)} entries, not {size}")
+    vocabulary += [f"word{index}" for index in range(size - len(vocabulary))]
+    return vocabulary
+
+
+def save_random_detoxify(folder: str | Path, *, seed: int = 0, **shape: int) -> Path:
+    """Write a random BERT toxicity classifier in Detoxify's checkpoint format; return the
+    checkpoint's path.
+
+    `folder` gets the Hugging Face config and tokenizer that `Detoxify(checkpoint=...,
+    huggingface_config_path=folder)` reads offline, and `detoxify-random.ckpt`, a dict with the
+    training config Detoxify expects (`config.arch.args`, `config.dataset.args.classes`) and the
+    `state_dict`. The shape defaults to BERT-base (~110M parameters, Detoxify's "original").
+    """
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    shape = {**BERT_BASE_SHAPE, **shape}
+    vocab_path = folder / "vocab.txt"
+    vocab_path.write_text("\n".join(bert_vocabulary(shape["vocab_size"])) + "\n")
+    BertTokenizer(str(vocab_path), do_lower_case=True).save_pretrained(folder)
+    config = BertConfig(num_labels=len(DETOXIFY_CLASSES), **shape)
+    config.save_pretrained(folder)
+    torch.manual_seed(seed)
+    model = BertForSequenceClassification(config)
+    checkpoint = folder / "detoxify-random.ckpt"
+    torch.save({
+        "config": {
+            "arch": {"args": {"model_type": str(folder),
+                              "model_name": "BertForSequenceClassification",
+                              "tokenizer_name": "BertTokenizer",
+                              "num_classes": len(DETOXIFY_CLASSES)}},
+            "dataset": {"args": {"classes": list(DETOXIFY_CLASSES)}},
+        },
+        "state_dict": model.state_dict(),
+    }, checkpoint)
+    return checkpoint

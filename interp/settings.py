@@ -1,26 +1,27 @@
-"""Deployment settings read from the environment or from a secrets mapping (Streamlit's
-`st.secrets`, handed in by the app, since `interp` never imports Streamlit).
+"""Deployment settings: how much memory, how many models and threads the app may use on its host.
 
-`WORKBENCH_ALLOW_CUSTOM_MODELS` decides whether users may load any Hugging Face id or local
-folder. On a public server that choice lets a visitor probe the file system through the
-different error messages and start downloads of any size, so a deployment switches it off and
-serves only the models of `MODEL_REGISTRY`.
+Each setting is read from an environment variable, else from the entry of the same name in a
+secrets mapping (Streamlit's `st.secrets`, handed in by the app, since `interp` never imports
+Streamlit), else it takes a default sized for Streamlit Community Cloud (about 2.7 GB of memory,
+at most 2 CPU cores). `WORKBENCH_ALLOW_CUSTOM_MODELS` decides whether visitors may load any
+Hugging Face id or local folder; a public deployment switches it off.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 
 from interp.errors import InvalidOptionError, ModelNotAllowedError
-from interp.models import MODEL_REGISTRY
 
-ALLOW_CUSTOM_MODELS = "WORKBENCH_ALLOW_CUSTOM_MODELS"
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
+COMMUNITY_CLOUD_MEMORY_GB = 2.7
+COMMUNITY_CLOUD_CORES = 2
 
 
-def flag(value, name: str) -> bool:
+def flag(value: object, name: str) -> bool:
     """A boolean setting written as a bool or as one of the usual words."""
     if isinstance(value, bool):
         return value
@@ -33,22 +34,93 @@ def flag(value, name: str) -> bool:
                              f"{', '.join(TRUE_WORDS + FALSE_WORDS)}.")
 
 
+def positive_int(value: object, name: str) -> int:
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise InvalidOptionError(f"{name} is {value!r}; set it to a whole number of at least 1.")
+    return number
+
+
+def positive_float(value: object, name: str) -> float:
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        number = 0.0
+    if not number > 0:
+        raise InvalidOptionError(f"{name} is {value!r}; set it to a number above 0 (e.g. 2.7).")
+    return number
+
+
+def default_torch_threads() -> int:
+    """Community Cloud gives at most 2 cores; more torch threads than cores only contend."""
+    return max(1, min(COMMUNITY_CLOUD_CORES, os.cpu_count() or 1))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The host's limits for the app; the README's settings table documents each field."""
+
+    # Memory the models held may take together, language models and classifiers alike.
+    memory_budget_gb: float = field(default=COMMUNITY_CLOUD_MEMORY_GB,
+                                    metadata={"parse": positive_float})
+    # At most this many language models stay loaded, shared by every session.
+    max_models: int = field(default=2, metadata={"parse": positive_int})
+    # Whether visitors may load any Hugging Face id or local folder ("Other" in the sidebar).
+    allow_custom_models: bool = field(default=True, metadata={"parse": flag})
+    # Threads torch uses for one forward pass (intra-op).
+    torch_threads: int = field(default_factory=default_torch_threads,
+                               metadata={"parse": positive_int})
+    # Results kept by the cross-session result cache, per analysis, and for how long.
+    result_cache_entries: int = field(default=16, metadata={"parse": positive_int})
+    result_cache_ttl_s: int = field(default=3600, metadata={"parse": positive_int})
+
+    @classmethod
+    def from_env(cls, secrets: Mapping | None = None,
+                 environ: Mapping[str, str] | None = None) -> Settings:
+        """Each setting from its environment variable, else from `secrets`, else the default."""
+        environ = os.environ if environ is None else environ
+        values = {}
+        for setting in fields(cls):
+            name = env_name(setting.name)
+            raw = environ.get(name, "")
+            if not raw.strip() and secrets is not None and name in secrets:
+                raw = secrets[name]
+            if raw is not None and str(raw).strip():
+                values[setting.name] = setting.metadata["parse"](raw, name)
+        return cls(**values)
+
+
+def env_name(field_name: str) -> str:
+    """The environment variable (and secrets key) of a setting: WORKBENCH_ + its name."""
+    return "WORKBENCH_" + field_name.upper()
+
+
+def apply_torch_threads(settings: Settings) -> None:
+    """Set torch's thread count (cheap to repeat: the app calls it on every script run)."""
+    import torch
+
+    if torch.get_num_threads() != settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
+
+
+ALLOW_CUSTOM_MODELS = env_name("allow_custom_models")
+
+
 def custom_models_allowed(secrets: Mapping | None = None,
                           environ: Mapping[str, str] | None = None) -> bool:
-    """Whether custom model ids and folders may load: the environment variable wins, then the
-    secrets entry of the same name; on when neither is set (a local install)."""
-    environ = os.environ if environ is None else environ
-    if environ.get(ALLOW_CUSTOM_MODELS, "").strip():
-        return flag(environ[ALLOW_CUSTOM_MODELS], ALLOW_CUSTOM_MODELS)
-    if secrets is not None and ALLOW_CUSTOM_MODELS in secrets:
-        return flag(secrets[ALLOW_CUSTOM_MODELS], ALLOW_CUSTOM_MODELS)
-    return True
+    """Whether custom model ids and folders may load (on when the setting is not given)."""
+    return Settings.from_env(secrets, environ).allow_custom_models
 
 
 def check_model_allowed(name_or_path: str, allowed: bool) -> None:
     """Refuse anything but a registered model's key when custom models are switched off.
 
     The message is the same for every refused name, so it reveals nothing about what exists."""
+    from interp.models import MODEL_REGISTRY
+
     if allowed or name_or_path.strip() in MODEL_REGISTRY:
         return
     raise ModelNotAllowedError(
