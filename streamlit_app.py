@@ -21,7 +21,7 @@ from pages.kit import (
 )
 
 apply_torch_threads(Settings.from_env(st.secrets if st.secrets.load_if_toml_exists() else None))
-st.set_page_config(page_title="GPT-2 Interpretability Workbench", page_icon=":material/neurology:",
+st.set_page_config(page_title="GPT-2 Interpretability Workbench", page_icon="🔬",
                    layout="wide")
 
 

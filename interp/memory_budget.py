@@ -12,7 +12,6 @@ from __future__ import annotations
 import collections
 import gc
 import itertools
-import os
 import threading
 import weakref
 from collections.abc import Callable, Mapping
@@ -21,43 +20,23 @@ from dataclasses import dataclass
 import torch
 
 from interp.errors import InvalidOptionError, ModelUnavailableError
+from interp.settings import Settings, env_name
 
-BUDGET_SETTING = "WORKBENCH_MEMORY_BUDGET_GB"
-MAX_MODELS_SETTING = "WORKBENCH_MAX_MODELS"
-# Streamlit Community Cloud gives an app about 2.7 GB.
-DEFAULT_BUDGET_GB = 2.7
-DEFAULT_MAX_LANGUAGE_MODELS = 2
+BUDGET_SETTING = env_name("memory_budget_gb")
+MAX_MODELS_SETTING = env_name("max_models")
+DEFAULT_BUDGET_GB = Settings.memory_budget_gb
+DEFAULT_MAX_LANGUAGE_MODELS = Settings.max_models
 GB = 1e9
 
 
-def setting(name: str, secrets: Mapping | None, default: float) -> float:
-    """A positive number from the environment variable `name`, else the Streamlit secret of
-    the same name, else `default`."""
-    raw = os.environ.get(name)
-    if raw is None and secrets is not None:
-        raw = secrets.get(name)
-    if raw is None or str(raw).strip() == "":
-        return default
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        value = float("nan")
-    if not value > 0:
-        raise InvalidOptionError(
-            f"The setting {name} is {raw!r}; it must be a positive number (environment "
-            "variable or Streamlit secret).")
-    return value
-
-
 def memory_budget_bytes(secrets: Mapping | None = None) -> int:
-    return int(setting(BUDGET_SETTING, secrets, DEFAULT_BUDGET_GB) * GB)
+    """`WORKBENCH_MEMORY_BUDGET_GB` (see `interp.settings`), in bytes."""
+    return int(Settings.from_env(secrets).memory_budget_gb * GB)
 
 
 def max_language_models(secrets: Mapping | None = None) -> int:
-    value = setting(MAX_MODELS_SETTING, secrets, DEFAULT_MAX_LANGUAGE_MODELS)
-    if value != int(value):
-        raise InvalidOptionError(f"The setting {MAX_MODELS_SETTING} is {value}; it must be a whole number.")
-    return int(value)
+    """`WORKBENCH_MAX_MODELS` (see `interp.settings`)."""
+    return Settings.from_env(secrets).max_models
 
 
 def module_bytes(*modules: torch.nn.Module) -> int:

@@ -115,6 +115,9 @@ def visit(page, url: str, name: str, model_expected: bool) -> list[str]:
     if main.locator("h1").count() == 0:
         problems.append(f"{name}: no page title (h1) rendered")
     problems += sidebar_problems(page, entry_for(name))
+    icon = page.locator("link[rel='shortcut icon']").first.get_attribute("href") or ""
+    if icon.startswith(("http://", "https://")) and "127.0.0.1" not in icon:
+        problems.append(f"{name}: the page icon is fetched from {icon} (fails offline)")
     expected_text = PAGE_TEXT.get(name)
     if expected_text and expected_text not in main.inner_text():
         problems.append(f"{name}: {expected_text!r} not shown")

@@ -51,3 +51,12 @@ def test_demo_size_is_one_number_from_the_registry():
     assert MODEL_REGISTRY["demo"].n_params == n_params
     demo_row = re.search(r"^\| Demo model \| ([^|]+) \|", (REPO / "README.md").read_text(), re.M)
     assert demo_row and demo_row.group(1).strip() == f"{n_params:,}"
+
+
+def test_the_default_server_config_watches_no_files():
+    """Invariant read from the shipped config itself: a recursive watch of the repository root
+    floods the log when .venv changes, so the default run watches nothing."""
+    import tomllib
+
+    config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["fileWatcherType"] == "none"

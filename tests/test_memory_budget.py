@@ -127,6 +127,7 @@ def test_settings_come_from_the_environment_then_secrets_then_the_default(monkey
     monkeypatch.setenv(BUDGET_SETTING, "lots")
     with pytest.raises(InvalidOptionError, match=BUDGET_SETTING):
         memory_budget_bytes()
+    monkeypatch.setenv(BUDGET_SETTING, "1.5")
     monkeypatch.setenv(MAX_MODELS_SETTING, "1.5")
     with pytest.raises(InvalidOptionError, match=MAX_MODELS_SETTING):
         max_language_models()
