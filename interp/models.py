@@ -90,6 +90,26 @@ class ModelInfo:
     dtype: str
     is_demo: bool
 
+    @property
+    def shown_source(self) -> str:
+        """Where the model came from, as a reader may see it: a registered model's Hub id, or
+        "bundled with the app"; never the server's absolute path to a folder it ships."""
+        spec = MODEL_REGISTRY.get(self.name)
+        if spec is None:
+            return self.name  # what the user typed: a Hub id or their own folder
+        return "bundled with the app" if spec.is_local else spec.source
+
+    @property
+    def params_label(self) -> str:
+        return param_count_label(self.n_params)
+
+
+def param_count_label(n_params: int) -> str:
+    """One way to write a parameter count everywhere: 124M, 1.05M."""
+    if n_params >= 10_000_000:
+        return f"{n_params / 1e6:,.0f}M"
+    return f"{n_params / 1e6:.2f}M"
+
 
 class ModelLock:
     """The lock every forward pass of one shared model holds: not re-entrant, and loud about it.

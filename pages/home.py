@@ -32,10 +32,10 @@ def model_card(model) -> None:
     for column, (name, value) in zip(columns, [
         ("Layers", info.n_layers), ("Heads", info.n_heads), ("d_model", info.d_model),
         ("Vocabulary", f"{info.d_vocab:,}"), ("Context", f"{info.n_ctx:,}"),
-        ("Parameters", f"{info.n_params / 1e6:,.1f}M"),
+        ("Parameters", info.params_label),
     ], strict=True):
         column.metric(name, value)
-    st.caption(f"{md_escape(info.architecture)} from {md_escape(info.source)} on {info.device}, "
+    st.caption(f"{md_escape(info.architecture)} from {md_escape(info.shown_source)} on {info.device}, "
                f"{info.dtype}; d_head {info.d_head}, d_mlp {info.d_mlp}.")
 
 

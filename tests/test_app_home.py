@@ -119,3 +119,21 @@ def test_offline_the_app_opens_on_the_labelled_demo_model(monkeypatch):
 def test_every_page_is_registered_once():
     paths = [entry.path for entry in PAGES]
     assert len(paths) == len(set(paths)) and paths[0] == "pages/home.py"
+
+
+def test_the_demo_card_names_no_server_path_and_one_parameter_count():
+    """Reference: the registry's own count written by hand here (1,051,520 -> "1.05M", the same
+    string in the picker and on the card), and the bundled folder's absolute path, which a public
+    deployment must not show."""
+    from interp.models import DEMO_MODEL_DIR, MODEL_REGISTRY
+    from pages.kit import model_label
+
+    app = AppTest.from_file(APP_PATH, default_timeout=TIMEOUT)
+    app.session_state[Keys.MODEL] = "demo"
+    app.run()
+    assert not app.exception
+    shown = texts(app) + "\n" + "\n".join(str(m.value) for m in app.metric)
+    assert str(DEMO_MODEL_DIR) not in shown.replace("\\", "")  # Markdown escapes removed
+    assert MODEL_REGISTRY["demo"].n_params == 1_051_520
+    assert {m.label: m.value for m in app.metric}["Parameters"] == "1.05M"
+    assert "1.05M params" in model_label("demo")

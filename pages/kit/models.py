@@ -11,7 +11,7 @@ import streamlit as st
 from interp.caching import shared_model
 from interp.errors import InterpError
 from interp.explain import md_escape
-from interp.models import MODEL_REGISTRY, ModelSpec, is_available
+from interp.models import MODEL_REGISTRY, ModelSpec, is_available, param_count_label
 from interp.settings import check_model_allowed, custom_models_allowed
 from pages.kit.registry import page_for_url
 from pages.kit.state import Keys
@@ -64,7 +64,7 @@ def model_label(key: str) -> str:
     if key == CUSTOM_CHOICE:
         return "Other: Hugging Face id or local folder"
     spec: ModelSpec = MODEL_REGISTRY[key]
-    size = f"{spec.n_params / 1e6:,.0f}M params"
+    size = f"{param_count_label(spec.n_params)} params"
     ram = f"~{spec.ram_gb:g} GB RAM" if spec.ram_gb >= 0.1 else "<0.1 GB RAM"
     where = "" if is_available(spec) else " · needs download"
     return f"{spec.label} · {size} · {ram}{where}"
