@@ -46,7 +46,7 @@ def tokenization(model, prompt: str) -> None:
     st.progress(min(checked.n_tokens / checked.n_ctx, 1.0))
     table = pd.DataFrame({"position": range(checked.n_tokens), "token": checked.tokens,
                           "id": checked.token_ids})
-    st.dataframe(table, hide_index=True, height=min(38 + 35 * checked.n_tokens, 300))
+    st.dataframe(table, hide_index=True, height=min(38 + 35 * checked.n_tokens, 600))
     st.caption("␣ marks a leading space: GPT-2 has different tokens for ' Paris' and 'Paris'. "
                "↵ is a newline; <F0 9F> shows bytes that are only part of a character.")
     for note in checked.notes:

@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import GPT2LMHeadModel
 
-from interp import InvalidOptionError, InvalidPromptError, next_token_topk
+from interp import InvalidOptionError, InvalidPromptError, NextTokenPrediction, next_token_topk
 from interp.random_models import gpt2_tokenizer
 
 
@@ -43,3 +43,16 @@ def test_bad_prompt_is_refused_before_running(tiny_model):
     with pytest.raises(InvalidPromptError):
         next_token_topk(tiny_model, "", k=3)
     assert tiny_model.active_hook_count() == 0
+
+
+def test_every_bar_of_the_top_k_chart_is_labelled_with_its_probability():
+    """Hand-made prediction: the labels are the probabilities written by hand, top bar first
+    (Plotly draws the first bar at the bottom), so a tiny bar still reads."""
+    from interp.figures.prediction import top_k_bars
+
+    prediction = NextTokenPrediction(
+        model_name="hand", prompt="x", tokens=("x",), token_ids=(0,), top_tokens=(" a", " b", " c"),
+        top_ids=(1, 2, 3), top_probs=(0.9, 0.0004, 0.05), top_logits=(3.0, -4.0, 0.1),
+        entropy_nats=0.4)
+    bars = top_k_bars(prediction).data[0]
+    assert list(bars.text) == ["5.0%", "0.04%", "90.0%"]
