@@ -66,7 +66,7 @@ class ComponentEffect:
     (denoising), or away from the clean value towards the corrupted one (noising)."""
 
     label: str
-    normalized: float
+    normalized: float  # the result's effect score (0 = none, 1 = full; PatchingResult.effect)
     raw: float
     effect: float
     share: float
@@ -92,8 +92,8 @@ def component_effects(result: PatchingResult) -> list[ComponentEffect]:
 
 def recovered(row: ComponentEffect, direction: str) -> float:
     """The fraction of the clean-corrupted gap a component restores (denoising) or removes
-    (noising), from the engine's normalized score."""
-    return row.normalized if direction == "denoising" else 1.0 - row.normalized
+    (noising): its effect score, which `top_components` already reads in the direction."""
+    return row.normalized
 
 
 def number(value: float) -> str:
@@ -156,9 +156,14 @@ def agreement_lines(agreement: MethodAgreement) -> list[str]:
     if not math.isfinite(r):
         return ["The correlation of attribution and exact patching is undefined here (one of "
                 "the maps is constant)."]
-    verdict = ("close" if r >= 0.9 else "rough" if r >= 0.6 else "poor")
-    lines = [f"Attribution patching and exact patching agree {verdict}ly here: Pearson r = "
-             f"{r:.2f}, Spearman rank correlation = {agreement.spearman:.2f}."]
+    scores = (f"Pearson r = {r:.2f}, Spearman rank correlation = {agreement.spearman:.2f}, "
+              f"size ratio (estimate / exact) = {number(agreement.scale_ratio)}")
+    if agreement.agrees:
+        verdict = "close" if r >= 0.9 else "rough"
+        lines = [f"Attribution patching and exact patching agree {verdict}ly here: {scores}."]
+    else:
+        lines = [f"Attribution patching does **not** agree with exact patching here: {scores}."]
+    lines += [md_escape(note) for note in agreement.notes]
     if agreement.worst:
         worst = "; ".join(f"{md_escape(label)} (normalized {number(exact)} exact vs {number(approx)} estimated)"
                           for label, exact, approx in agreement.worst[:3])
@@ -212,6 +217,8 @@ def explain_patching(result: PatchingResult, agreement: MethodAgreement | None =
     if agreement is not None:
         facts["pearson"] = agreement.pearson
         facts["spearman"] = agreement.spearman
+        facts["scale_ratio"] = agreement.scale_ratio
+        facts["methods_agree"] = agreement.agrees
     title = (f"{'Attribution' if result.method == 'attribution' else 'Activation'} patching of "
              f"{result.site} by {result.granularity.replace('_', ' and ')}, {result.direction}")
     return Explanation(title=title, markdown="\n".join(lines), facts=facts)

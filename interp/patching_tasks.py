@@ -49,6 +49,8 @@ class PatchingTask:
     Gaussian noise. `correct_ids[i]` / `wrong_ids[i]` are the answers of prompt i; the metric
     compares them at the last position. `key_positions` names positions worth looking at
     (e.g. the subject), as (label, position) pairs counted with the BOS token at 0.
+    `position_roles`, where given, names each position's role across all prompts ("IO", "S2",
+    "" where it has none), for axes of results averaged over prompts whose tokens differ.
     """
 
     kind: str
@@ -67,6 +69,7 @@ class PatchingTask:
     noise_scale: float = DEFAULT_NOISE_SCALE
     key_positions: tuple[tuple[str, int], ...] = ()
     warnings: tuple[str, ...] = ()
+    position_roles: tuple[str, ...] = ()
 
     @property
     def n_prompts(self) -> int:
@@ -392,7 +395,7 @@ def agreement_task(model, sentence: str = DEFAULT_AGREEMENT_SENTENCE,
         description=(
             f"The subject {parse.noun!r} is {number}, so the model should prefer {correct!r} over "
             f"{wrong!r}. The corrupted prefix {corrupted.text!r} flips the subject's number. "
-            "Denoising shows where the number information travels from the subject to the "
+            "Patching shows where the number information travels from the subject to the "
             "position that predicts the verb."),
         model_name=model.name, clean_prompts=(clean.text,), clean_token_ids=(clean.token_ids,),
         correct_answers=(correct,), correct_ids=(correct_id,),
@@ -629,7 +632,24 @@ def ioi_task(model, n_prompts: int = 8, corruption: str = "swap", seed: int = 0,
         corrupted_prompts=tuple(corrupted_texts), corrupted_token_ids=tuple(corrupted_ids),
         wrong_answers=tuple(" " + p.s for p in prompts),
         wrong_ids=tuple(single_token_id(model, " " + p.s, "The subject") for p in prompts),
-        key_positions=(*name_positions, ("end", len(clean_ids[0]) - 1)))
+        key_positions=(*name_positions, ("end", len(clean_ids[0]) - 1)),
+        position_roles=ioi_position_roles(model, prompts, len(clean_ids[0])))
+
+
+IOI_ROLES = {"ABBA": ("IO", "S1", "S2"), "BABA": ("S1", "IO", "S2")}
+
+
+def ioi_position_roles(model, prompts: Sequence[IOIPrompt], n_tokens: int) -> tuple[str, ...]:
+    """Each position's role over all prompts: IO, S1, S2, END, "IO/S1" where the name order
+    differs between prompts, "" for template words."""
+    roles: list[list[str]] = [[] for _ in range(n_tokens)]
+    for prompt in prompts:
+        found = ioi_name_positions(model, prompt)
+        for role, (_, position) in zip(IOI_ROLES[prompt.order], found, strict=False):
+            if role not in roles[position]:
+                roles[position].append(role)
+    roles[n_tokens - 1] = [*roles[n_tokens - 1], "END"]
+    return tuple("/".join(names) for names in roles)
 
 
 def ioi_name_positions(model, prompt: IOIPrompt) -> tuple[tuple[str, int], ...]:
@@ -732,8 +752,8 @@ def fact_task(model, prompt: str = DEFAULT_FACTS[0].prompt, answer: str = DEFAUL
             kind="fact", name=f"Fact: {clean.text!r} -> {correct!r} (noise on the subject)",
             description=(
                 f"Noise of {noise_scale:g}x the embeddings' spread hides the subject "
-                f"{subject_text!r} (positions {', '.join(map(str, positions))}); denoising shows "
-                "which activations still carry the fact."),
+                f"{subject_text!r} (positions {', '.join(map(str, positions))}); patching shows "
+                "which activations carry the fact."),
             noise_positions=positions, noise_scale=float(noise_scale), **common)
     other, other_answer = pick_other_subject(model, clean, (start, end), correct, other_subject,
                                              facts)
@@ -757,7 +777,7 @@ def fact_task(model, prompt: str = DEFAULT_FACTS[0].prompt, answer: str = DEFAUL
         description=(
             f"The subject {subject_text!r} is swapped for {other!r}"
             + (f" (whose answer is {wrong!r})" if wrong else "") +
-            "; denoising shows which activations carry the subject's fact to the last position."),
+            "; patching shows which activations carry the subject's fact to the last position."),
         corrupted_prompts=(corrupted.text,), corrupted_token_ids=(corrupted.token_ids,),
         wrong_answers=(wrong,) if wrong else None, wrong_ids=(wrong_id,) if wrong else None,
         warnings=tuple(warnings), **common)

@@ -11,6 +11,7 @@ from interp import patching_tasks as tasks
 from interp.errors import InterpError
 from interp.explain import md_escape
 from interp.patching import DEFAULT_NOISE_SCALE, DIRECTIONS, sweeps
+from interp.patching.results import EFFECT_MEANING
 from interp.tokens import axis_labels
 from pages import kit
 from pages.kit import Keys
@@ -118,7 +119,14 @@ def sweep_options() -> tuple[list[str], str, str, bool]:
     return chosen, direction, metric, attribution
 
 
-def task_summary(run: sweeps.PatchingRun) -> None:
+def swap_prompts() -> None:
+    """Exchange the custom pair's clean and corrupted prompts (the next run uses them)."""
+    clean, corrupted = (st.session_state.get(P + name) for name in ("clean", "corrupted"))
+    kit.set_remembered(P + "clean", corrupted)
+    kit.set_remembered(P + "corrupted", clean)
+
+
+def task_summary(run: sweeps.PatchingRun, side: kit.Side) -> None:
     task = run.task
     st.markdown(md_escape(task.description))
     st.dataframe(pd.DataFrame(sweeps.task_table(task)), hide_index=True)
@@ -132,8 +140,13 @@ def task_summary(run: sweeps.PatchingRun) -> None:
                     f"Corrupted {first.metric_name}": f"{first.corrupted_value:.4g}",
                     "Gap": f"{first.clean_value - first.corrupted_value:.4g}"})
     st.caption(f"The metric on the unpatched runs ({md_escape(first.model_name)}, "
-               f"{first.direction}). Heatmaps show each patch's normalized score: 0 = the "
-               "corrupted value, 1 = the clean value.")
+               f"{first.direction}). Heatmaps show each patch's "
+               f"{md_escape(EFFECT_MEANING[first.direction])}.")
+    for note in first.notes:
+        st.warning(md_escape(note))
+        if task.kind == "custom":
+            st.button("Swap the clean and corrupted prompts", key=side.key(P + "swap"),
+                      on_click=swap_prompts)
 
 
 def sweep_view(run: sweeps.PatchingRun, outcome: sweeps.SweepOutcome, key: str,
@@ -145,8 +158,13 @@ def sweep_view(run: sweeps.PatchingRun, outcome: sweeps.SweepOutcome, key: str,
             kit.export_buttons(result, shown, key=f"{key}.{result.method}.export",
                                json_extra={"task": run.task, "metric_choice": run.metric})
     if outcome.agreement is not None:
-        st.markdown(f"**Exact vs attribution**: Pearson r = {outcome.agreement.pearson:.3f}, "
-                    f"Spearman = {outcome.agreement.spearman:.3f}.")
+        agreement = outcome.agreement
+        verdict = "agree" if agreement.agrees else "do **not** agree"
+        st.markdown(f"**Exact vs attribution** {verdict}: Pearson r = {agreement.pearson:.3f}, "
+                    f"Spearman = {agreement.spearman:.3f}, size ratio = "
+                    f"{agreement.scale_ratio:.3g}.")
+        for note in agreement.notes:
+            st.warning(md_escape(note))
     elif outcome.approx_error:
         st.info(f"No attribution estimate for this site: {md_escape(outcome.approx_error)}")
     kit.explain_panel(outcome.exact, key=f"{key}.explain", expanded=expanded,
@@ -156,7 +174,7 @@ def sweep_view(run: sweeps.PatchingRun, outcome: sweeps.SweepOutcome, key: str,
 @st.fragment
 def ranked_view(run: sweeps.PatchingRun, side: kit.Side) -> None:
     st.subheader("Most important components")
-    threshold = kit.remembered(st.slider, "Show components whose |normalized score| is at least",
+    threshold = kit.remembered(st.slider, "Show components whose |effect| is at least",
                                side.key(P + "threshold"), 0.1, min_value=0.0, max_value=1.0,
                                step=0.05)
     table = sweeps.ranked_components(run, threshold)
@@ -179,7 +197,7 @@ def verb_curves_view(run: sweeps.PatchingRun, side: kit.Side) -> None:
 
 def show_run(run: sweeps.PatchingRun, side: kit.Side) -> None:
     st.header("Results")
-    task_summary(run)
+    task_summary(run, side)
     tabs = st.tabs([outcome.label for outcome in run.sweeps])
     for index, (tab, outcome) in enumerate(zip(tabs, run.sweeps, strict=True)):
         with tab:

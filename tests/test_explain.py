@@ -71,7 +71,8 @@ def test_tokens_are_escaped_for_markdown():
 
 def test_method_caveats_and_agreement():
     result = hand_result([[0.2, 0.7]], method="attribution", n_prompts=4, site="attn_out")
-    agreement = MethodAgreement(pearson=0.95, spearman=0.8, worst=[("L0 pos 1 'x'", 0.7, 0.4)])
+    agreement = MethodAgreement(pearson=0.95, spearman=0.8, worst=[("L0 pos 1 'x'", 0.7, 0.4)],
+                                scale_ratio=0.9)
     explanation = explain_patching(result, agreement)
     text = explanation.markdown
     assert "first-order approximation" in text and "averaged over 4 prompts" in text

@@ -130,7 +130,7 @@ def test_threshold_filters_the_ranked_table(tiny_model_dir):
     app.slider(key="patching.threshold.widget").set_value(threshold).run()
     shown = app.dataframe[-1].value
     assert len(shown) == int((normalized.abs() >= threshold).sum())
-    assert (shown["normalized"].abs() >= threshold).all()
+    assert (shown["effect"].abs() >= threshold).all()
     assert 0 < len(shown) < 8
 
 
@@ -141,3 +141,25 @@ def test_noise_corruption_runs_with_the_probability_metric(tiny_model_dir):
     assert not app.exception and not app.error, errors(app)
     assert any(m.label == "Clean correct_prob" for m in app.metric)
     assert "noise of 3x" in texts(app)
+
+
+def test_a_wrong_way_pair_warns_and_offers_to_swap_the_prompts(tiny_model_dir):
+    """Reference: the sign of the kept run's clean - corrupted gap decides, by hand, which order
+    of the two default prompts points the wrong way on the random tiny model."""
+    app = page_on(tiny_model_dir, task_kind="custom", sweeps=["Attention heads (z)"],
+                  attribution=False)
+    run_button(app).click().run()
+    first = app.session_state["kit.results"]["patching.results"][1].sweeps[0].exact
+    clean = app.text_area(key="patching.clean.widget").value
+    corrupted = app.text_area(key="patching.corrupted.widget").value
+    if first.clean_value >= first.corrupted_value:  # make this pair the wrong way round
+        app.text_area(key="patching.clean.widget").set_value(corrupted)
+        app.text_area(key="patching.corrupted.widget").set_value(clean)
+        clean, corrupted = corrupted, clean
+        run_button(app).click().run()
+    assert not app.exception and not app.error, errors(app)
+    assert any("wrong way" in w.value for w in app.warning)
+    swap = next(b for b in app.button if b.key and b.key.endswith("patching.swap"))
+    swap.click().run()
+    assert app.text_area(key="patching.clean.widget").value == corrupted
+    assert app.text_area(key="patching.corrupted.widget").value == clean

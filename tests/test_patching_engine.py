@@ -454,7 +454,7 @@ def test_heatmaps_have_the_result_shape_tokens_and_a_centred_diverging_scale(sha
     assert len(trace.z) == 2 and len(trace.z[0]) == inputs.n_positions
     assert list(trace.x)[1] == f"1: {positions.tokens[1]}"
     assert trace.zmid == 0 and trace.zmin == -trace.zmax
-    assert "normalized" in trace.hovertemplate and "logit_diff" in trace.hovertemplate
+    assert "effect" in trace.hovertemplate and "logit_diff" in trace.hovertemplate
     assert trace.customdata[1][3] == pytest.approx(positions.values[1, 3].item())
 
     heads = P.patch(sharp_model, inputs, metric, site="z", granularity="head")

@@ -1,8 +1,10 @@
 """Figures for activation patching: heatmaps of how much each component restores the answer.
 
-Colour is the normalized effect on a diverging scale centred on 0 (0 = no effect, 1 = the clean
-run's value, negative = pushes the other way); hover shows the raw metric and the normalized
-value. Position axes carry the clean prompt's tokens.
+Colour is the component's effect (`PatchingResult.effect`) on a diverging scale centred on 0
+(0 = no effect, 1 = full effect in the result's direction, negative = pushes the other way),
+clamped to +-COLOUR_LIMIT so one wild cell (a corruption that points the wrong way) can't wash out
+the rest; hover shows the true effect and the raw metric. Position axes carry the clean prompt's
+tokens, or the positions' roles when prompts with different names are averaged.
 """
 
 from __future__ import annotations
@@ -15,17 +17,21 @@ import plotly.graph_objects as go
 from interp.errors import InvalidOptionError
 from interp.figures import CaptionedFigure, CaptionedTable, plot_text, register_figure
 from interp.patching import PatchingResult
+from interp.patching.results import EFFECT_MEANING
 from interp.patching.sweeps import RankedComponents
 from interp.patching_tasks import VerbCurves
 from interp.tokens import axis_labels
 
 DIVERGING_SCALE = "RdBu"
+# Effects past this are drawn in the end colour; hover still shows their value.
+COLOUR_LIMIT = 1.5
 
 
 def symmetric_limit(result: PatchingResult) -> float:
-    """Colour range +-limit covering every finite normalized value (at least +-1)."""
-    finite = [abs(v) for v in result.normalized.flatten().tolist() if math.isfinite(v)]
-    return max([1.0, *finite])
+    """Colour range +-limit covering every finite effect, at least +-1 and at most
+    +-COLOUR_LIMIT."""
+    finite = [abs(v) for v in result.effect.flatten().tolist() if math.isfinite(v)]
+    return min(COLOUR_LIMIT, max([1.0, *finite]))
 
 
 def diverging_heatmap(result: PatchingResult, z, raw, x_labels, y_labels, x_title: str, y_title: str,
@@ -34,8 +40,8 @@ def diverging_heatmap(result: PatchingResult, z, raw, x_labels, y_labels, x_titl
     figure = go.Figure(go.Heatmap(
         z=z, x=x_labels, y=y_labels, customdata=raw, colorscale=DIVERGING_SCALE,
         reversescale=True, zmid=0, zmin=-limit, zmax=limit,
-        colorbar=dict(title="normalized"),
-        hovertemplate=(f"{y_title} %{{y}}, {x_title} %{{x}}<br>normalized = %{{z:.3f}}<br>"
+        colorbar=dict(title="effect"),
+        hovertemplate=(f"{y_title} %{{y}}, {x_title} %{{x}}<br>effect = %{{z:.3f}}<br>"
                        f"{result.metric_name} = %{{customdata:.4f}}<extra></extra>")))
     figure.update_layout(
         title=title, xaxis_title=x_title, yaxis_title=y_title, yaxis_autorange="reversed",
@@ -61,7 +67,7 @@ def layer_pos_heatmap(result: PatchingResult, title: str | None = None) -> go.Fi
             f"layer_pos_heatmap draws layer x position results, not {result.granularity!r}; "
             "use layer_head_heatmap for heads.")
     n_layers = result.values.shape[0]
-    return diverging_heatmap(result, result.normalized.tolist(), result.values.tolist(),
+    return diverging_heatmap(result, result.effect.tolist(), result.values.tolist(),
                    token_axis(result.tokens), [f"L{layer}" for layer in range(n_layers)],
                    "position", "layer", title or describe(result))
 
@@ -69,19 +75,19 @@ def layer_pos_heatmap(result: PatchingResult, title: str | None = None) -> go.Fi
 def layer_head_heatmap(result: PatchingResult, position: int | None = None,
                        title: str | None = None) -> go.Figure:
     """Layers (rows) by heads (columns) for a "head" result, or one position of a "head_pos" one."""
-    values, normalized = result.values, result.normalized
+    values, effect = result.values, result.effect
     if result.granularity == "head_pos":
         if position is None or not 0 <= position < values.shape[-1]:
             raise InvalidOptionError(
                 f"This result is per position: choose a position from 0 to {values.shape[-1] - 1}.")
-        values, normalized = values[..., position], normalized[..., position]
+        values, effect = values[..., position], effect[..., position]
         title = title or f"{describe(result)} at position {token_axis(result.tokens)[position]}"
     elif result.granularity != "head":
         raise InvalidOptionError(
             f"layer_head_heatmap draws layer x head results, not {result.granularity!r}; use "
             "layer_pos_heatmap for positions.")
     n_layers, n_heads = values.shape
-    return diverging_heatmap(result, normalized.tolist(), values.tolist(),
+    return diverging_heatmap(result, effect.tolist(), values.tolist(),
                    [f"H{head}" for head in range(n_heads)],
                    [f"L{layer}" for layer in range(n_layers)], "head", "layer",
                    title or describe(result))
@@ -125,15 +131,14 @@ def heatmap_caption(result: PatchingResult) -> str:
     if result.method == "attribution":
         return ("Attribution patching: the same map estimated from one gradient, (clean - "
                 "corrupted activation) x gradient of the metric. Compare it with the exact map.")
-    verb = "restores" if result.direction == "denoising" else "keeps"
+    meaning = f"Colour is the {result.direction} {EFFECT_MEANING[result.direction]}."
     if result.granularity == "head":
-        return (f"Each cell is one attention head (row = layer, column = head), patched at all "
-                f"positions at once. Colour is the normalized score: 1 means patching that "
-                f"head {verb} the clean answer fully, 0 that it does nothing, negative that it "
-                "pushes towards the corrupted answer. Hover for raw metric values.")
-    return (f"Rows are layers, columns token positions of the clean prompt. Each cell patches "
-            f"`{result.site}` at one layer and one position; colour is the normalized score "
-            f"(1 = {verb} the clean answer, 0 = no effect). Hover for raw metric values.")
+        layout = ("Each cell is one attention head (row = layer, column = head), patched at all "
+                  "positions at once.")
+    else:
+        layout = (f"Rows are layers, columns token positions of the clean prompt. Each cell "
+                  f"patches `{result.site}` at one layer and one position.")
+    return f"{layout} {meaning} Hover for the exact effect and the raw metric."
 
 
 @register_figure(PatchingResult)
@@ -160,8 +165,9 @@ def verb_curves_view(curves: VerbCurves, position: int | None = None) -> Caption
 
 @register_figure(RankedComponents)
 def ranked_table(table: RankedComponents) -> CaptionedTable:
-    caption = (f"{len(table.rows)} components across all sweeps, strongest first. Normalized 1 = "
-               "the clean answer, 0 = no effect; components in residual sweeps overlap (each cell "
+    caption = (f"{len(table.rows)} components across all sweeps, strongest first. Effect 0 = "
+               "no effect, 1 = full effect (restores the clean answer when denoising, destroys "
+               "it when noising); components in residual sweeps overlap (each cell "
                "carries everything before it), so scores don't add up across rows.")
     return CaptionedTable(pd.DataFrame(table.rows, columns=table.header), caption,
                           "patching_components")

@@ -3,7 +3,9 @@
 A patching experiment is a clean prompt set, a way to corrupt it (other prompts, or Gaussian noise
 on some embeddings as in causal tracing), and a metric read at the last position; its result
 holds the patched metric for every component with the clean and corrupted values that give it
-meaning (`normalized`: 0 = the corrupted run's value, 1 = the clean run's).
+meaning (`normalized`: 0 = the corrupted run's value, 1 = the clean run's). Its `effect` reads
+the same numbers per direction, 0 = no effect and 1 = full effect: the share of the clean answer a
+patch restores (denoising) or destroys (noising).
 """
 
 from __future__ import annotations
@@ -30,6 +32,18 @@ DIRECTIONS = ("denoising", "noising")
 METRICS = ("logit_diff", "correct_prob", "kl_to_clean")
 RECEIVER_INPUTS = ("q", "k", "v")
 FINAL_RESIDUAL = "resid_final"
+
+# What a component's effect (PatchingResult.effect) means in each direction, for captions and text.
+EFFECT_MEANING = {
+    "denoising": "effect 1 = the patch restores the clean answer fully, 0 = no effect, negative = "
+                 "it pushes further towards the corrupted answer",
+    "noising": "effect 1 = the patch destroys the clean answer fully (the corrupted run's value), "
+               "0 = no effect (the clean value stays), negative = it makes the clean answer "
+               "stronger still",
+}
+# Metrics for which the clean run should score higher than the corrupted one (KL to clean is 0
+# on the clean run, so its gap is negative by design).
+HIGHER_IS_CLEAN = ("logit_diff", "correct_prob")
 
 # Causal tracing's noise (Meng et al. 2022): 3 x the spread of the token embeddings.
 DEFAULT_NOISE_SCALE = 3.0
@@ -187,6 +201,33 @@ class PatchingResult:
     n_prompts: int
     options: dict = field(default_factory=dict)
 
+    @property
+    def effect(self) -> torch.Tensor:
+        """Each component's effect, 0 = none and 1 = full, in this result's direction.
+
+        Denoising: `normalized` itself (how much of the clean answer the patch restores).
+        Noising: 1 - `normalized` (how much of it the patch destroys), so a component that leaves
+        the clean run alone scores 0 rather than 1.
+        """
+        return self.normalized if self.direction == "denoising" else 1.0 - self.normalized
+
+    @property
+    def points_wrong_way(self) -> bool:
+        """The clean run scores worse than the corrupted one on a metric where it should score
+        better: the prompts are likely the wrong way round."""
+        return self.metric_name in HIGHER_IS_CLEAN and self.clean_value < self.corrupted_value
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """Warnings a reader needs before trusting the map."""
+        if not self.points_wrong_way:
+            return ()
+        return (f"The clean run scores lower than the corrupted one ({self.metric_name} "
+                f"{self.clean_value:.4g} against {self.corrupted_value:.4g}, a gap of "
+                f"{self.clean_value - self.corrupted_value:.4g}): the corruption points the "
+                "wrong way, so effects have the opposite sign and can grow far beyond 1. Swap "
+                "the clean and corrupted prompts.",)
+
     def label(self, index: Sequence[int]) -> str:
         """A reader's name for the component at `index` of `values` ("L3 H2", "L5 pos 7 '␣Paris'")."""
         layer = int(index[0])
@@ -202,8 +243,8 @@ class PatchingResult:
         return f"L{layer} H{head} pos {pos} '{self.tokens[pos]}'"
 
     def top_components(self, k: int = 10) -> list[tuple[str, float, float]]:
-        """The k components with the largest |normalized| effect: (label, normalized, raw)."""
-        flat = self.normalized.flatten()
+        """The k components with the largest |effect|: (label, effect, raw)."""
+        flat = self.effect.flatten()
         finite = torch.nonzero(torch.isfinite(flat)).flatten()
         order = finite[torch.argsort(flat[finite].abs(), descending=True, stable=True)][:k]
         shape = self.normalized.shape
@@ -211,18 +252,38 @@ class PatchingResult:
         for flat_index in order.tolist():
             index = torch.unravel_index(torch.tensor(flat_index), shape)
             index = [int(i) for i in index]
-            rows.append((self.label(index), float(self.normalized[tuple(index)]),
+            rows.append((self.label(index), float(self.effect[tuple(index)]),
                          float(self.values[tuple(index)])))
         return rows
 
 
+# Attribution agrees with exact patching only if the maps correlate at least this well and the
+# estimate's size (ratio of the maps' norms) lies in this range: a map 1e-5 the size of the exact
+# one can correlate well and still be useless.
+AGREEING_PEARSON = 0.6
+AGREEING_SCALE = (0.5, 2.0)
+
+
 @dataclass(frozen=True)
 class MethodAgreement:
-    """How well attribution patching (approx) matches exact patching on the same components."""
+    """How well attribution patching (approx) matches exact patching on the same components.
+
+    `scale_ratio` is ||approx|| / ||exact|| over the components both maps define (1 = the same
+    size); `notes` say why the estimate can't be trusted when it can't.
+    """
 
     pearson: float
     spearman: float
     worst: list[tuple[str, float, float]]  # (label, exact normalized, approx normalized)
+    scale_ratio: float = float("nan")
+    notes: tuple[str, ...] = ()
+
+    @property
+    def agrees(self) -> bool:
+        """Whether the estimate can stand in for the exact map: correlated and of its size."""
+        low, high = AGREEING_SCALE
+        return (math.isfinite(self.pearson) and self.pearson >= AGREEING_PEARSON
+                and low <= self.scale_ratio <= high)
 
 
 def check_site(site: str, granularity: str) -> None:

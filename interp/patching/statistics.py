@@ -1,16 +1,24 @@
 """How far two patching results agree: attribution patching against exact patching.
 
 Pearson's correlation says whether the two maps move together, Spearman's whether they rank the
-components alike (ties share their average rank), and the components with the largest gaps say
-where the cheap approximation is not to be trusted.
+components alike (ties share their average rank), the ratio of their norms whether they are the
+same size, and the components with the largest gaps say where the cheap approximation is not to
+be trusted. Correlation alone can't judge agreement: a linear estimate made where the softmax is
+saturated is tiny everywhere yet can still correlate.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from interp.errors import InvalidOptionError
-from interp.patching.results import MethodAgreement, PatchingResult
+from interp.patching.results import AGREEING_SCALE, MethodAgreement, PatchingResult
+
+# A probability this close to 0 or 1 sits where the softmax is flat: its gradient, which
+# attribution patching multiplies by the activation difference, is near zero there.
+SATURATED_PROBABILITY = 0.02
 
 
 def compare_methods(exact: PatchingResult, approx: PatchingResult, k: int = 5) -> MethodAgreement:
@@ -33,9 +41,30 @@ def compare_methods(exact: PatchingResult, approx: PatchingResult, k: int = 5) -
             break
         index = [int(i) for i in torch.unravel_index(torch.tensor(flat_index), exact.values.shape)]
         worst.append((exact.label(index), float(a[flat_index]), float(b[flat_index])))
+    exact_norm = float(a_finite.norm())
+    ratio = float(b_finite.norm()) / exact_norm if exact_norm > 0 else float("nan")
     return MethodAgreement(pearson=pearson(a_finite, b_finite),
                            spearman=pearson(average_ranks(a_finite), average_ranks(b_finite)),
-                           worst=worst)
+                           worst=worst, scale_ratio=ratio, notes=agreement_notes(exact, ratio))
+
+
+def agreement_notes(exact: PatchingResult, scale_ratio: float) -> tuple[str, ...]:
+    """Why the linear estimate fails, where it visibly does."""
+    notes = []
+    low, high = AGREEING_SCALE
+    if math.isfinite(scale_ratio) and not low <= scale_ratio <= high:
+        notes.append(f"The estimate is {scale_ratio:.2g} times the size of the exact map (ratio "
+                     "of their norms), so its values can't stand in for the exact ones even "
+                     "where the two correlate.")
+    baselines = (exact.clean_value, exact.corrupted_value)
+    if exact.metric_name == "correct_prob" and any(
+            p < SATURATED_PROBABILITY or p > 1 - SATURATED_PROBABILITY for p in baselines):
+        notes.append(f"The correct answer's probability is saturated (clean "
+                     f"{exact.clean_value:.3g}, corrupted {exact.corrupted_value:.3g}): near 0 "
+                     "or 1 the softmax is flat, its gradient nearly vanishes and the linear "
+                     "approximation behind attribution patching fails. Measure the logit "
+                     "difference instead (give a wrong answer to compare with).")
+    return tuple(notes)
 
 
 def pearson(a: torch.Tensor, b: torch.Tensor) -> float:

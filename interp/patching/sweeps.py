@@ -4,13 +4,13 @@ Activation patching answers "which component carries the information behind this
 site at a time; a sweep runs the exact engine over each chosen site (residual stream, attention
 and MLP outputs, heads) for one clean/corrupted task, and, where asked, attribution patching's
 one-gradient estimate beside it with their agreement. The ranked table lists the components of
-every sweep whose normalized score (0 = corrupted run, 1 = clean run) reaches a threshold.
+every sweep whose effect (0 = none, 1 = full, in the run's direction) reaches a threshold.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from interp.errors import InterpError, InvalidOptionError, invalid_choice
 from interp.patching import (
@@ -73,7 +73,7 @@ INPUT_HELP = {
                  "the answer needs).",
 }
 ALIGN_LABELS = {"none": "refuse", "left_pad": "left-pad the shorter"}
-RANKED_HEADER = ("site", "component", "normalized", "raw metric")
+RANKED_HEADER = ("site", "component", "effect", "raw metric")
 
 # progress(fraction done in [0, 1], what is running now)
 SweepProgress = Callable[[float, str], None]
@@ -103,9 +103,9 @@ class PatchingRun:
 
 @dataclass(frozen=True)
 class RankedComponents:
-    """Components of every sweep with |normalized| >= threshold, strongest first.
+    """Components of every sweep with |effect| >= threshold, strongest first.
 
-    Each row is (site, component label, normalized score, raw metric value)."""
+    Each row is (site, component label, effect, raw metric value)."""
 
     threshold: float
     rows: tuple[tuple[str, str, float, float], ...]
@@ -148,6 +148,16 @@ def with_attribution(model, inputs, metric, label: str, exact: PatchingResult) -
         return SweepOutcome(label, exact, approx_error=str(error))
 
 
+def labelled_by_role(result: PatchingResult, task: PatchingTask) -> PatchingResult:
+    """`result` with its positions named by role when it averages prompts whose tokens differ
+    (the first prompt's names would mislabel the others); template words keep their token."""
+    if task.n_prompts < 2 or not task.position_roles:
+        return result
+    tokens = tuple(role or token for role, token in zip(task.position_roles, result.tokens,
+                                                          strict=True))
+    return replace(result, tokens=tokens)
+
+
 def step_reporter(progress: SweepProgress | None, step: int, steps: int,
                   label: str) -> Callable[[int, int], None] | None:
     """The engine's progress(done, total) for step `step` of `steps`, as an overall fraction."""
@@ -178,10 +188,14 @@ def run_sweeps(model, task: PatchingTask, sweeps: Sequence[str], direction: str 
     outcomes = []
     for step, label in enumerate(sweeps):
         site, granularity = SWEEPS[label]
-        exact = patch(model, inputs, chosen_metric, site=site, granularity=granularity,
-                      direction=direction, progress=step_reporter(progress, step, steps, label))
-        outcomes.append(with_attribution(model, inputs, chosen_metric, label, exact)
-                        if attribution else SweepOutcome(label, exact))
+        exact = labelled_by_role(patch(
+            model, inputs, chosen_metric, site=site, granularity=granularity,
+            direction=direction, progress=step_reporter(progress, step, steps, label)), task)
+        outcome = (with_attribution(model, inputs, chosen_metric, label, exact)
+                   if attribution else SweepOutcome(label, exact))
+        if outcome.approx is not None:
+            outcome = replace(outcome, approx=labelled_by_role(outcome.approx, task))
+        outcomes.append(outcome)
     curves = None
     if task.kind == "agreement":
         curves = agreement_verb_curves(model, task, progress=step_reporter(
@@ -191,12 +205,12 @@ def run_sweeps(model, task: PatchingTask, sweeps: Sequence[str], direction: str 
 
 
 def ranked_components(run: PatchingRun, threshold: float) -> RankedComponents:
-    """The exact map's components of every sweep with |normalized score| >= `threshold`."""
+    """The exact map's components of every sweep with |effect| >= `threshold`."""
     rows = []
     for outcome in run.sweeps:
         result = outcome.exact
-        for label, normalized, raw in result.top_components(k=result.values.numel()):
-            if abs(normalized) >= threshold:
-                rows.append((result.site, label, float(normalized), float(raw)))
+        for label, effect, raw in result.top_components(k=result.values.numel()):
+            if abs(effect) >= threshold:
+                rows.append((result.site, label, float(effect), float(raw)))
     rows.sort(key=lambda row: -abs(row[2]))
     return RankedComponents(threshold=float(threshold), rows=tuple(rows))
