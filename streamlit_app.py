@@ -19,6 +19,7 @@ from pages.kit import (
     model_label,
     model_options,
 )
+from pages.kit.ai import sidebar_controls as ai_sidebar_controls
 
 apply_torch_threads(Settings.from_env(st.secrets if st.secrets.load_if_toml_exists() else None))
 st.set_page_config(page_title="GPT-2 Interpretability Workbench", page_icon="🔬",
@@ -85,6 +86,7 @@ def sidebar(entry: PageEntry) -> None:
         if entry.uses_prompt:
             st.text_area("Prompt", key=Keys.PROMPT, height=110)
         compare_controls(entry)
+        ai_sidebar_controls()
 
 
 init_state()

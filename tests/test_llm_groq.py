@@ -281,3 +281,15 @@ def test_the_users_prompt_goes_in_as_quoted_data_that_cannot_close_its_block(ser
     assert user.count("PROMPT>>>") == 1 and user.endswith("PROMPT>>>")
     block = user[user.index("<<<PROMPT\n") + len("<<<PROMPT\n"):-len("\nPROMPT>>>")]
     assert json.loads(block) == attack  # the whole prompt, as one JSON string
+
+
+def test_a_streamed_reply_that_echoes_the_key_split_across_chunks_never_shows_it(server):
+    """Reference: the key string itself, split by hand between two chunks."""
+    half = len(KEY) // 2
+    server.script(Scripted(events=[chunk("Your key is " + KEY[:half]), chunk(KEY[half:] + " ok."),
+                                   chunk(None, finish_reason="stop")]))
+    stream = stream_explanation(residual_result(), settings_for(server), ApiKey(KEY), cache=None)
+    shown = "".join(stream)
+    explanation = stream.result()
+    assert KEY not in shown and KEY[:half] not in shown
+    assert KEY not in explanation.text and "[key hidden]" in explanation.text

@@ -81,7 +81,8 @@ def test_the_sidebar_shows_only_the_controls_the_page_uses(tiny_model_dir, monke
     assert not app.exception and not app.error
     assert bool([w for w in app.sidebar.text_area if w.key == Keys.PROMPT]) is prompt_box
     assert bool(app.sidebar.toggle) is switch
-    assert not app.sidebar.radio  # one compare mode at most: nothing to choose
+    # one compare mode at most: nothing to choose (the AI explanations' level radio is not one)
+    assert not [w for w in app.sidebar.radio if w.key == Keys.COMPARE_MODE]
     assert bool([w for w in app.sidebar.selectbox if w.key == Keys.MODEL_B]) is second_model
     assert not [w for w in app.sidebar.text_area if w.key == Keys.PROMPT_B]
 

@@ -103,6 +103,22 @@ def ai_explanation(prepared: Prepared, text: str, settings: LLMSettings, model: 
                           model=model, level=settings.level)
 
 
+def redacted(chunks: Iterator[str], key: ApiKey) -> Iterator[str]:
+    """`chunks` with every copy of the key replaced, even one split across chunks: a chunk's end
+    that could be the start of the key is held back until the next chunk settles it."""
+    secret = key.reveal()
+    held = ""
+    for chunk in chunks:
+        held = key.redact(held + chunk)
+        keep = next((n for n in range(min(len(secret) - 1, len(held)), 0, -1)
+                     if held.endswith(secret[:n])), 0)
+        if len(held) > keep:
+            yield held[:len(held) - keep]
+            held = held[len(held) - keep:]
+    if held:
+        yield held
+
+
 def unexpected(error: Exception) -> LLMError:
     # A failure inside the client we did not foresee still ends in the offline text, not a traceback.
     return BadReplyError(f"Groq's reply could not be used ({type(error).__name__}).")
@@ -129,7 +145,8 @@ def explain_with_llm(result, settings: LLMSettings | None = None,
         return failed(prepared, error, cache)
     except Exception as error:  # noqa: BLE001 - see `unexpected`
         return failed(prepared, unexpected(error), cache)
-    explanation = ai_explanation(prepared, reply.text, settings, reply.model)
+    # A reply that echoes the key (a prompt injection asking for it) must not show it.
+    explanation = ai_explanation(prepared, secret.redact(reply.text), settings, reply.model)
     if cache is not None:
         cache.put(prepared.cache_key, explanation)
     return explanation
@@ -206,5 +223,5 @@ def stream_explanation(result, settings: LLMSettings | None = None,
     known = remembered(prepared, settings, cache)
     if known is not None:
         return ExplanationStream(None, finish, fallback, ready=known)
-    chunks = client.stream_reply(prepared.request, settings, secret, sleep=sleep)
+    chunks = redacted(client.stream_reply(prepared.request, settings, secret, sleep=sleep), secret)
     return ExplanationStream(chunks, finish, fallback)

@@ -6,12 +6,16 @@ one choice, checked when it is made, and is part of the cache key only through `
 
 from __future__ import annotations
 
+import os
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from interp.errors import InvalidOptionError, invalid_choice
 
 GROQ_API_URL = "https://api.groq.com"
+# Where the client sends requests instead of Groq: a test's fake server, or a proxy a host requires.
+BASE_URL_VARIABLE = "WORKBENCH_GROQ_BASE_URL"
 DEFAULT_MODEL = "openai/gpt-oss-20b"
 
 
@@ -35,6 +39,12 @@ GROQ_MODELS = (
 GROQ_MODEL_IDS = tuple(model.id for model in GROQ_MODELS)
 
 LEVELS = ("newcomer", "researcher")
+
+
+def groq_base_url(environ: Mapping[str, str] | None = None) -> str:
+    """`WORKBENCH_GROQ_BASE_URL` when set (not blank), else Groq's own API address."""
+    environ = os.environ if environ is None else environ
+    return environ.get(BASE_URL_VARIABLE, "").strip() or GROQ_API_URL
 MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:-]{0,127}")
 
 
@@ -56,7 +66,7 @@ class LLMSettings:
     backoff_s: float = 0.5
     max_completion_tokens: int = 1500
     temperature: float = 0.2
-    base_url: str = GROQ_API_URL
+    base_url: str = field(default_factory=groq_base_url)
     failure_memo_s: float = 60.0
 
     def __post_init__(self):

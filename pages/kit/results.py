@@ -12,6 +12,7 @@ from interp import explain as explaining
 from interp import export
 from interp.errors import InterpError
 from interp.figures import CaptionedFigure, CaptionedTable, figure_for
+from pages.kit.ai import ai_panel
 from pages.kit.models import show_error
 from pages.kit.state import Keys, last_result, run_and_remember, stale_notice
 
@@ -102,8 +103,8 @@ def explanation_of(result, key: str, **context) -> explaining.Explanation:
 
 
 def explain_panel(result, key: str, expanded: bool = False, **context) -> None:
-    """An "Explain" expander with the result's explanation (offline template, or a model-written
-    one once a backend is plugged into `interp.explain`)."""
+    """An "Explain" expander with the result's offline explanation, labelled, and with a Groq
+    key set an "Explain with Groq" button for an AI one (see `pages.kit.ai`)."""
     explanation = explanation_of(result, key, **context)
     with st.expander("Explain", expanded=expanded):
-        st.markdown(explanation.markdown)
+        ai_panel(result, explanation, key, context)

@@ -24,6 +24,11 @@ class Keys:
     PAGE = "current_page"
     RESULTS = "kit.results"
     EXPLANATIONS = "kit.explanations"
+    AI_EXPLANATIONS = "kit.ai_explanations"
+    GROQ_KEY = "ai.groq_key"
+    GROQ_MODEL = "ai.groq_model"
+    GROQ_MODEL_TYPED = "ai.groq_model_typed"
+    GROQ_LEVEL = "ai.level"
 
 
 def remembered(widget, label: str, key: str, default, **kwargs):
