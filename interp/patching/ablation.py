@@ -61,9 +61,9 @@ def z_mean_recorder(n_layers: int, mask: torch.Tensor) -> tuple[list[Hook], Call
 
 def positions_after_bos(tokens: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
     """Mask [batch, pos]: true at real positions after BOS (right padding beyond `lengths`)."""
-    positions = torch.arange(tokens.shape[1])[None, :]
-    lengths = (torch.full((tokens.shape[0],), tokens.shape[1]) if lengths is None
-               else torch.as_tensor(lengths))
+    positions = torch.arange(tokens.shape[1], device=tokens.device)[None, :]
+    lengths = (torch.full((tokens.shape[0],), tokens.shape[1], device=tokens.device)
+               if lengths is None else torch.as_tensor(lengths, device=tokens.device))
     return (positions < lengths[:, None]) & (positions > 0)
 
 
