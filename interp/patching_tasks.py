@@ -537,10 +537,10 @@ def one_token_names(model, names: Sequence[str] = IOI_NAMES) -> list[str]:
 
 
 def check_template(template: str) -> None:
-    for field in ("{A}", "{B}", "{S}"):
-        if field not in template:
+    for placeholder in ("{A}", "{B}", "{S}"):
+        if placeholder not in template:
             raise InvalidPromptError(
-                f"The IOI template {template!r} has no {field}. Templates name two people {{A}} "
+                f"The IOI template {template!r} has no {placeholder}. Templates name two people {{A}} "
                 "and {B}, then repeat the subject as {S}, e.g. "
                 f"{IOI_TEMPLATES[0]!r}.")
         if template.index(field) == 0 or template[template.index(field) - 1] != " ":
