@@ -543,9 +543,9 @@ def check_template(template: str) -> None:
                 f"The IOI template {template!r} has no {placeholder}. Templates name two people {{A}} "
                 "and {B}, then repeat the subject as {S}, e.g. "
                 f"{IOI_TEMPLATES[0]!r}.")
-        if template.index(field) == 0 or template[template.index(field) - 1] != " ":
+        if template.index(placeholder) == 0 or template[template.index(placeholder) - 1] != " ":
             raise InvalidPromptError(
-                f"In the IOI template {template!r}, {field} must follow a space: names are "
+                f"In the IOI template {template!r}, {placeholder} must follow a space: names are "
                 "checked as one token with their leading space.")
 
 
