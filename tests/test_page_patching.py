@@ -102,6 +102,19 @@ def test_results_survive_a_bad_edit_and_a_page_switch(tiny_model_dir):
     assert len(app.get("plotly_chart")) == 2
 
 
+def test_changing_the_task_clears_the_previous_tasks_maps(tiny_model_dir):
+    """Reference: the issue's rule: maps made for another task are not shown beside its inputs;
+    changing only an input of the same task keeps them, marked as from an earlier run."""
+    app = page_on(tiny_model_dir, sweeps=["Residual stream (resid_pre)"], attribution=False)
+    run_button(app).click().run()
+    assert len(app.get("plotly_chart")) == 2
+    app.radio(key="patching.task_kind.widget").set_value("custom").run()
+    assert not app.exception and not app.get("plotly_chart")
+    assert "Press Run patching" in texts(app)
+    app.radio(key="patching.task_kind.widget").set_value("agreement").run()
+    assert not app.get("plotly_chart")  # cleared, not hidden
+
+
 def test_threshold_filters_the_ranked_table(tiny_model_dir):
     """Reference: the rows are picked and ordered by hand from two hand-made maps; on the page,
     the table's length is counted from the kept run's normalized map with torch."""
