@@ -108,7 +108,7 @@ TASK_INPUTS = {"agreement": agreement_inputs, "ioi": ioi_inputs, "fact": fact_in
 
 def sweep_options() -> tuple[list[str], str, str, bool]:
     left, middle, right = st.columns([2, 1, 1])
-    chosen = ask(left.multiselect, "What to patch", "sweeps", list(sweeps.SWEEPS),
+    chosen = ask(left.multiselect, "What to patch", "sweeps", list(sweeps.DEFAULT_SWEEPS),
                  options=list(sweeps.SWEEPS))
     attribution = ask(left.checkbox, "Also run attribution patching and compare", "attribution",
                       True)
