@@ -29,13 +29,13 @@ def model_card(model) -> None:
     info = model.info
     # A registered model's label is ours; any other is the id or folder the user typed.
     st.subheader(info.label if info.name in MODEL_REGISTRY else md_escape(info.label))
-    columns = st.columns(6)
-    for column, (name, value) in zip(columns, [
-        ("Layers", info.n_layers), ("Heads", info.n_heads), ("d_model", info.d_model),
-        ("Vocabulary", f"{info.d_vocab:,}"), ("Context", f"{info.n_ctx:,}"),
-        ("Parameters", info.params_label),
-    ], strict=True):
-        column.metric(name, value)
+    # Two rows of three: six metrics in one row of a half-width (compare) or 800 px page are cut.
+    figures = [("Layers", info.n_layers), ("Heads", info.n_heads), ("d_model", info.d_model),
+               ("Vocabulary", f"{info.d_vocab:,}"), ("Context", f"{info.n_ctx:,}"),
+               ("Parameters", info.params_label)]
+    for row in (figures[:3], figures[3:]):
+        for column, (name, value) in zip(st.columns(3), row, strict=True):
+            column.metric(name, value)
     st.caption(f"{md_escape(info.architecture)} from {md_escape(info.shown_source)} on {info.device}, "
                f"{info.dtype}; d_head {info.d_head}, d_mlp {info.d_mlp}.")
 

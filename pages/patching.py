@@ -107,15 +107,15 @@ TASK_INPUTS = {"agreement": agreement_inputs, "ioi": ioi_inputs, "fact": fact_in
 
 
 def sweep_options() -> tuple[list[str], str, str, bool]:
-    left, middle, right = st.columns([2, 1, 1])
-    chosen = ask(left.multiselect, "What to patch", "sweeps", list(sweeps.DEFAULT_SWEEPS),
+    chosen = ask(st.multiselect, "What to patch", "sweeps", list(sweeps.DEFAULT_SWEEPS),
                  options=list(sweeps.SWEEPS))
-    attribution = ask(left.checkbox, "Also run attribution patching and compare", "attribution",
+    attribution = ask(st.checkbox, "Also run attribution patching and compare", "attribution",
                       True)
+    middle, right = st.columns(2)
     direction = ask(middle.radio, "Direction", "direction", "denoising", options=list(DIRECTIONS))
     metric = ask(right.selectbox, "Metric", "metric", sweeps.AUTO_METRIC,
-                 options=[sweeps.AUTO_METRIC, *tasks.METRICS],
-                 format_func=lambda m: f"{m}: {sweeps.METRIC_HELP[m]}")
+                 options=[sweeps.AUTO_METRIC, *tasks.METRICS])
+    right.caption(sweeps.METRIC_HELP[metric])
     return chosen, direction, metric, attribution
 
 

@@ -44,16 +44,17 @@ def diverging_heatmap(result: PatchingResult, z, raw, x_labels, y_labels, x_titl
         hovertemplate=(f"{y_title} %{{y}}, {x_title} %{{x}}<br>effect = %{{z:.3f}}<br>"
                        f"{result.metric_name} = %{{customdata:.4f}}<extra></extra>")))
     figure.update_layout(
-        title=title, xaxis_title=x_title, yaxis_title=y_title, yaxis_autorange="reversed",
-        margin=dict(l=10, r=10, t=50, b=10))
+        title=dict(text=title, font=dict(size=15)), xaxis_title=x_title, yaxis_title=y_title,
+        yaxis_autorange="reversed", margin=dict(l=10, r=10, t=70, b=10))
     return figure
 
 
 def describe(result: PatchingResult) -> str:
     kind = "path patching" if result.options.get("kind") == "path" else (
         "attribution patching" if result.method == "attribution" else "activation patching")
-    return (f"{kind} of {result.site} ({result.direction}), {result.metric_name}: "
-            f"clean {result.clean_value:.3f}, corrupted {result.corrupted_value:.3f}")
+    # Two short lines: one long line is cut off in a half-width column or an 800 px window.
+    return (f"{kind} of {result.site} ({result.direction})<br><sub>{result.metric_name}: "
+            f"clean {result.clean_value:.3f}, corrupted {result.corrupted_value:.3f}</sub>")
 
 
 def token_axis(tokens) -> list[str]:
@@ -81,7 +82,8 @@ def layer_head_heatmap(result: PatchingResult, position: int | None = None,
             raise InvalidOptionError(
                 f"This result is per position: choose a position from 0 to {values.shape[-1] - 1}.")
         values, effect = values[..., position], effect[..., position]
-        title = title or f"{describe(result)} at position {token_axis(result.tokens)[position]}"
+        title = title or (f"{describe(result)}<br><sub>at position "
+                          f"{token_axis(result.tokens)[position]}</sub>")
     elif result.granularity != "head":
         raise InvalidOptionError(
             f"layer_head_heatmap draws layer x head results, not {result.granularity!r}; use "

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from interp.explain import md_escape
-from pages.kit.models import load_chosen_model, try_load_model
+from pages.kit.models import chosen_model_name, load_chosen_model, try_load_model
 from pages.kit.registry import COMPARE_MODELS, COMPARE_PROMPTS, compare_mode, current_page
 from pages.kit.state import Keys
 
@@ -50,13 +50,14 @@ def for_each_side(view: Callable[[Side], None],
     model = load_chosen_model()
     prompt = st.session_state.get(Keys.PROMPT, "")
     mode = compare_mode(current_page(view))
-    if shared is not None and mode != COMPARE_MODELS:
+    one_model = mode != COMPARE_MODELS or chosen_model_name() == chosen_model_name(Keys.MODEL_B)
+    if shared is not None and one_model:
         shared(model)
     if mode is None:
         view(Side(model, prompt))
         return
     second_prompt = st.session_state.get(Keys.PROMPT_B, "")
-    per_side = shared if mode == COMPARE_MODELS else None
+    per_side = None if one_model else shared
     left, right = st.columns(2)
     with left:
         first = Side(model, prompt, compared=True,
