@@ -39,9 +39,10 @@ def model_cache() -> LanguageModelCache:
                               max_models=max_language_models(configured))
 
 
-def shared_model(name_or_path: str) -> LoadedModel:
-    """The shared `LoadedModel` for this name; failed loads are not kept, so a retry retries."""
-    return model_cache().get(name_or_path)
+def shared_model(name_or_path: str, progress=None) -> LoadedModel:
+    """The shared `LoadedModel` for this name; failed loads are not kept, so a retry retries.
+    `progress(bytes_done, bytes_total)` follows the download of a model not yet cached."""
+    return model_cache().get(name_or_path, progress)
 
 
 def memory_budget() -> MemoryBudget:

@@ -123,12 +123,15 @@ class LanguageModelCache:
     every one counted against `budget`.
 
     One load runs at a time, so two loads never both pass the budget check; asking for a model
-    that is already held never waits for a load.
+    that is already held never waits for a load. A Hub model not yet in the local cache is
+    downloaded first (`fetch`, with progress), outside that one-at-a-time section: another
+    session can load the demo model meanwhile.
     """
 
     def __init__(self, budget: MemoryBudget, max_models: int,
                  plan: Callable | None = None, load: Callable | None = None,
-                 measure: Callable = loaded_model_bytes):
+                 measure: Callable = loaded_model_bytes, fetch: Callable | None = None):
+        from interp.downloads import download_model
         from interp.models import load_planned, plan_load
 
         if max_models < 1:
@@ -137,6 +140,7 @@ class LanguageModelCache:
         self.max_models = max_models
         self._plan = plan or plan_load
         self._load = load or load_planned
+        self._fetch = fetch or download_model
         self._measure = measure
         self._models: collections.OrderedDict[str, object] = collections.OrderedDict()
         self._lock = threading.Lock()
@@ -146,17 +150,20 @@ class LanguageModelCache:
         with self._lock:
             return list(self._models)
 
-    def get(self, name_or_path: str):
-        """The held model for this name, loading it (within the budget) if needed."""
+    def get(self, name_or_path: str, progress: Callable[[int, int], None] | None = None):
+        """The held model for this name, loading it (within the budget) if needed;
+        `progress(bytes_done, bytes_total)` follows a download, when one is needed."""
         key = name_or_path.strip()
         held = self._held(key)
         if held is not None:
             return held
+        plan = self._plan(key)
+        if plan.needs_download:
+            self._fetch(plan.source, progress)
         with self._loading:
             held = self._held(key)  # loaded by another session while this one waited
             if held is not None:
                 return held
-            plan = self._plan(key)
             self._make_room(plan.label, plan.n_bytes)
             model = self._load(plan)
             self.budget.track(model, key=key, label=plan.label, kind="language model",

@@ -571,6 +571,11 @@ class LoadPlan:
         return Path(self.source).is_absolute()
 
     @property
+    def needs_download(self) -> bool:
+        """A Hub model the local cache does not hold yet."""
+        return not self.is_folder and not hub_cached(self.source)
+
+    @property
     def n_bytes(self) -> int | None:
         """Bytes its weights will take in memory (None when the size is unknown)."""
         if not self.n_params:

@@ -39,7 +39,8 @@ def stand_in_cache(sizes_gb: dict[str, float], budget_gb: float, max_models: int
     def plan(name):
         if name not in sizes_gb:
             raise ModelUnavailableError(f"no model {name}")
-        return SimpleNamespace(name=name, label=name.upper(), n_bytes=int(sizes_gb[name] * GB))
+        return SimpleNamespace(name=name, label=name.upper(), n_bytes=int(sizes_gb[name] * GB),
+                               needs_download=False)
 
     def load(planned):
         loads.append(planned.name)

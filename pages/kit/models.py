@@ -105,6 +105,25 @@ def offer_available_models(choice_key: str) -> None:
                   on_click=st.session_state.__setitem__, args=(choice_key, key))
 
 
+def download_progress(name: str):
+    """A `progress(bytes_done, bytes_total)` that draws a bar the first time a download reports
+    (a cached model never does), and removes it when the download is complete."""
+    bar = None
+
+    def report(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = st.progress(0.0)
+        fraction = done / total if total else 1.0
+        bar.progress(min(fraction, 1.0), text=f"Downloading {md_escape(name)} from the Hugging "
+                     f"Face Hub: {done / 1e6:,.0f} of {total / 1e6:,.0f} MB. Other models, such "
+                     "as the demo model, stay usable meanwhile.")
+        if done >= total:
+            bar.empty()
+
+    return report
+
+
 def try_load_model(choice_key: str = Keys.MODEL):
     """The chosen shared model, or None after showing why it can't load and what can."""
     name = chosen_model_name(choice_key)
@@ -114,7 +133,7 @@ def try_load_model(choice_key: str = Keys.MODEL):
     try:
         check_model_allowed(name, custom_allowed())
         with st.spinner(f"Loading {md_escape(name)} ..."):
-            model = shared_model(name)
+            model = shared_model(name, download_progress(name))
     except InterpError as error:
         show_error(error)
         offer_available_models(choice_key)
