@@ -98,3 +98,17 @@ def test_the_constructed_head_ranks_first_on_its_own_score(constructed_scores, k
     found = att.find_heads(constructed_scores, kind, 0.9)
     assert [(h.layer, h.head) for h in found] == [CONSTRUCTED[kind]]
 
+
+
+def test_the_explanation_names_each_constructed_head_and_its_kind(constructed_scores):
+    """Reference: the construction above (which head is which kind); the explanation must say
+    so in its text and in the facts an AI explanation is checked against."""
+    from interp.explain import explain
+
+    explanation = explain(constructed_scores)
+    kinds = explanation.facts["kinds_by_head"]
+    for kind, (layer, head) in CONSTRUCTED.items():
+        label = att.head_label(layer, head)
+        assert att.SCORE_LABELS[kind] in kinds[label], (label, kinds)
+        assert explanation.facts["scores"][kind]["best"] == label
+    assert "L1H0: induction" in explanation.markdown
