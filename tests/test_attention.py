@@ -219,3 +219,27 @@ def test_exports_keep_every_number(tiny_model):
     assert len(rows) == 1 + tiny_model.info.n_layers * tiny_model.info.n_heads
     first = rows[1].split(",")
     assert float(first[3]) == pytest.approx(scores.of("previous_token")[0, 0].item(), abs=1e-6)
+
+
+def test_attention_flow_equals_networkx_max_flow_on_random_patterns():
+    """Peer: networkx's maximum_flow_value on the same layered graph (edge (l, k) -> (l+1, q)
+    with capacity 0.5 mean-head attention + 0.5 identity, rows renormalized), built here."""
+    import networkx as nx
+
+    generator = torch.Generator().manual_seed(0)
+    n, layers = 6, 3
+    raw = torch.rand(layers, 2, n, n, generator=generator).tril()
+    patterns = raw / raw.sum(-1, keepdim=True)
+    result = att.AttentionResult("m", "m", "p", tuple("abcdef"), tuple(range(n)), patterns)
+    flow = att.attention_flow(result).flow
+    graph = nx.DiGraph()
+    for layer in range(layers):
+        augmented = 0.5 * patterns[layer].double().mean(0) + 0.5 * torch.eye(n, dtype=torch.float64)
+        augmented = augmented / augmented.sum(-1, keepdim=True)
+        for q in range(n):
+            for k in range(q + 1):
+                graph.add_edge((layer, k), (layer + 1, q), capacity=float(augmented[q, k]))
+    for q in range(n):
+        for k in range(q + 1):
+            expected = nx.maximum_flow_value(graph, (0, k), (layers, q))
+            assert flow[q, k].item() == pytest.approx(expected, abs=1e-6), (q, k)
