@@ -19,7 +19,9 @@ def ask(widget, label: str, name: str, default, **options):
     return kit.remembered(widget, label, P + name, default, **options)
 
 
-def grid_tab(run: att.AttentionRun, side: kit.Side, signature: tuple) -> None:
+def grid_tab(run: att.AttentionRun, side: kit.Side, signature: tuple,
+             at: tuple[int, int]) -> None:
+    layer, _ = at
     highlight = [(h.layer, h.head) for h in att.find_heads(run.scores, kind, threshold)]
     shown = kit.show(run.patterns, key=side.key(P + "grid"), view="grid", weighting=weighting,
                      highlight=highlight)
@@ -30,20 +32,25 @@ def grid_tab(run: att.AttentionRun, side: kit.Side, signature: tuple) -> None:
              weighting=weighting)
 
 
-def head_tab(run: att.AttentionRun, side: kit.Side, signature: tuple) -> None:
+def head_tab(run: att.AttentionRun, side: kit.Side, signature: tuple,
+             at: tuple[int, int]) -> None:
+    layer, head = at
     shown = kit.show(run.patterns, key=side.key(P + "head"), view="head", layer=layer,
                      head=head, weighting=weighting)
     kit.export_buttons(run.patterns, shown, key=side.key(P + "export.head"),
                        name=shown.name)
 
 
-def lines_tab(run: att.AttentionRun, side: kit.Side, signature: tuple) -> None:
+def lines_tab(run: att.AttentionRun, side: kit.Side, signature: tuple,
+             at: tuple[int, int]) -> None:
+    layer, head = at
     averaged = ask(st.toggle, "Average every head of the layer", side.key("lines_average"), False)
     kit.show(run.patterns, key=side.key(P + "lines"), view="lines", layer=layer,
              head=None if averaged else head, weighting=weighting)
 
 
-def token_tab(run: att.AttentionRun, side: kit.Side, signature: tuple) -> None:
+def token_tab(run: att.AttentionRun, side: kit.Side, signature: tuple,
+             at: tuple[int, int]) -> None:
     labels = axis_labels(run.patterns.tokens)
     position = int(ask(st.selectbox, "Token", side.key("position"), len(labels) - 1,
                        options=list(range(len(labels))), format_func=labels.__getitem__))
@@ -53,7 +60,8 @@ def token_tab(run: att.AttentionRun, side: kit.Side, signature: tuple) -> None:
              weighting=weighting)
 
 
-def scores_tab(run: att.AttentionRun, side: kit.Side, signature: tuple) -> None:
+def scores_tab(run: att.AttentionRun, side: kit.Side, signature: tuple,
+             at: tuple[int, int]) -> None:
     shown = kit.show(run.scores, key=side.key(P + "scores"), kind=kind, threshold=threshold)
     kit.export_buttons(run.scores, shown, key=side.key(P + "export.scores"), name="head_scores")
     table = att.head_score_table(run.scores, kind, threshold if only_passing else None)
@@ -61,7 +69,9 @@ def scores_tab(run: att.AttentionRun, side: kit.Side, signature: tuple) -> None:
                        key=side.key(P + "export.table"), name="head_scores_table")
 
 
-def flow_tab(run: att.AttentionRun, side: kit.Side, signature: tuple) -> None:
+def flow_tab(run: att.AttentionRun, side: kit.Side, signature: tuple,
+             at: tuple[int, int]) -> None:
+    layer, head = at
     fusion = ask(st.radio, "Combine a layer's heads by", side.key("fusion"), "mean",
                  options=list(att.HEAD_FUSIONS), horizontal=True)
     rollout = kit.run_and_remember(side.key(P + "rollout"), (*signature, fusion),
@@ -95,6 +105,10 @@ def view(side: kit.Side) -> None:
     if run is None:
         st.caption(f"Press {ACTION} to run the model on the prompt.")
         return
+    at = (min(layer, run.patterns.n_layers - 1), min(head, run.patterns.n_heads - 1))
+    if at != (layer, head):
+        st.info(f"{md_escape(run.patterns.model_label)} has no head "
+                f"{att.head_label(layer, head)}; showing {att.head_label(*at)}.")
     with kit.reported_errors():
         if run.patterns.n_tokens > GRID_CELL_CAP:
             st.caption(f"{run.patterns.n_tokens} tokens: the grid shows block means (at most "
@@ -102,7 +116,7 @@ def view(side: kit.Side) -> None:
                        "drawn in full.")
         for tab, draw in zip(st.tabs(list(TABS)), TABS.values(), strict=True):
             with tab:
-                draw(run, side, signature)
+                draw(run, side, signature, at)
         kit.explain_panel(run.patterns, key=side.key(P + "explain"), scores=run.scores)
 
 

@@ -98,6 +98,10 @@ def test_every_view_draws_on_a_64_token_prompt_and_zooms_into_the_chosen_head(pr
     app.slider(key="attention.threshold.widget").set_value(0.1).run()
     assert not problems(app), problems(app)
     assert chart_titled(app, "Every head")["layout"].get("shapes"), "passing heads not outlined"
+    app.radio(key="attention.weighting.widget").set_value("value_norm").run()
+    app.button(key="attention.run").click().run()
+    assert not problems(app), problems(app)
+    assert chart_titled(app, "L2H3: Value-weighted norms")
 
 
 def test_two_prompts_that_align_get_a_difference_map():
