@@ -243,3 +243,15 @@ def test_attention_flow_equals_networkx_max_flow_on_random_patterns():
         for k in range(q + 1):
             expected = nx.maximum_flow_value(graph, (0, k), (layers, q))
             assert flow[q, k].item() == pytest.approx(expected, abs=1e-6), (q, k)
+
+
+def test_the_grid_downsamples_long_inputs_by_block_means():
+    """Hand calculation: [[1,2,3],[4,5,6],[7,8,9]] capped at 2 cells a side takes 2 x 2 blocks:
+    (1+2+4+5)/4 = 3, (3+6)/2 = 4.5, (7+8)/2 = 7.5, 9 (edge blocks average the cells they hold)."""
+    from interp.figures.attention import downsample
+
+    small, block = downsample(torch.arange(1.0, 10.0).reshape(3, 3), 2)
+    assert block == 2
+    assert np.allclose(small, [[3, 4.5], [7.5, 9]])
+    same, one = downsample(torch.ones(2, 2, 3, 3), 3)
+    assert one == 1 and same.shape == (2, 2, 3, 3)

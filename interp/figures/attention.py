@@ -36,7 +36,8 @@ from interp.figures import CaptionedFigure, CaptionedTable, plot_text, register_
 from interp.tokens import axis_labels
 
 GRID_CELL_CAP = 32  # tokens per side of each small map in the grid
-ZOOM_CAP = 256  # tokens per side of a single head or layer drawn in full
+ZOOM_CAP = 256  # tokens per side of a single head drawn in full
+LAYER_CAP = 128  # tokens per side of each head when one layer is drawn in full
 LINES_CAP = 128
 MIN_LINE_WEIGHT = 0.02
 LINE_LEVELS = 5
@@ -47,18 +48,20 @@ HIGHLIGHT = "#d62728"
 
 
 def downsample(matrix: torch.Tensor, cap: int) -> tuple[np.ndarray, int]:
-    """Block means of the last two axes so neither exceeds `cap` (NaN stays NaN): (array, block)."""
+    """Block means of the last two axes so neither exceeds `cap`: (array, block side). Blocks cut
+    off by the edge average only the cells they hold."""
     n_rows, n_cols = matrix.shape[-2:]
     block = max(1, math.ceil(max(n_rows, n_cols) / cap))
-    array = matrix.double().numpy()
+    values = matrix.float()
     if block == 1:
-        return array, 1
-    rows, cols = math.ceil(n_rows / block) * block, math.ceil(n_cols / block) * block
-    padded = np.full((*array.shape[:-2], rows, cols), np.nan)
-    padded[..., :n_rows, :n_cols] = array
-    shaped = padded.reshape(*array.shape[:-2], rows // block, block, cols // block, block)
-    # Causal masks leave whole blocks above the diagonal at 0, never all-NaN.
-    return np.nanmean(shaped, axis=(-3, -1)), block
+        return values.numpy(), 1
+    rows, cols = math.ceil(n_rows / block), math.ceil(n_cols / block)
+    pad = (0, cols * block - n_cols, 0, rows * block - n_rows)
+    sums = torch.nn.functional.pad(values, pad).reshape(
+        *values.shape[:-2], rows, block, cols, block).sum((-3, -1))
+    counts = torch.nn.functional.pad(torch.ones(n_rows, n_cols), pad).reshape(
+        rows, block, cols, block).sum((-3, -1))
+    return (sums / counts).numpy(), block
 
 
 def token_axis(tokens, positions=None) -> list[str]:
@@ -120,7 +123,7 @@ def grid_figure(result: AttentionResult, weighting: str, highlight) -> tuple[go.
 
 
 def tiles_of_layer(result: AttentionResult, layer: int, weighting: str) -> tuple[go.Figure, int]:
-    small, block = downsample(result.weights(weighting)[layer], ZOOM_CAP)
+    small, block = downsample(result.weights(weighting)[layer], LAYER_CAP)
     n_heads, side, _ = small.shape
     image = np.full((side, n_heads * (side + 1) - 1), np.nan)
     for head in range(n_heads):
@@ -263,7 +266,7 @@ def attention_figure(result: AttentionResult, view: str = "grid", layer: int = 0
     if view == "layer":
         figure, block = tiles_of_layer(result, layer, weighting)
         return CaptionedFigure(figure, f"Every head of layer {layer}, side by side, query rows by "
-                               f"key columns. {what}{capped_note(block, ZOOM_CAP, 'the layer')}",
+                               f"key columns. {what}{capped_note(block, LAYER_CAP, 'the layer')}",
                                f"attention_layer{layer}")
     if view == "head":
         head = 0 if head is None else head
