@@ -7,7 +7,7 @@ import streamlit as st
 from interp import attention as att
 from interp.errors import InterpError
 from interp.explain import md_escape
-from interp.figures.attention import GRID_CELL_CAP
+from interp.figures.attention import GRID_CELL_CAP, LAYER_CAP, ZOOM_CAP
 from interp.tokens import axis_labels
 from pages import kit
 
@@ -112,8 +112,8 @@ def view(side: kit.Side) -> None:
     with kit.reported_errors():
         if run.patterns.n_tokens > GRID_CELL_CAP:
             st.caption(f"{run.patterns.n_tokens} tokens: the grid shows block means (at most "
-                       f"{GRID_CELL_CAP} cells a side per head); the selected layer and head are "
-                       "drawn in full.")
+                       f"{GRID_CELL_CAP} cells a side per head); the selected head is drawn in "
+                       f"full up to {ZOOM_CAP} tokens, the selected layer up to {LAYER_CAP}.")
         for tab, draw in zip(st.tabs(list(TABS)), TABS.values(), strict=True):
             with tab:
                 draw(run, side, signature, at)
@@ -140,7 +140,12 @@ st.title("Attention")
 st.write("Where does each head look, and what kind of head is it? One forward pass records "
          "every head's attention on the prompt; a second, on a repeated random-token sequence, "
          "scores each head as a previous-token, duplicate-token, induction or sink head.")
-model = kit.load_chosen_model()
+# The selectors need the model's shape; for_each_side loads it again (shared, so at once) and
+# shows its notes, so this first load's own notes are cleared once it has succeeded.
+loading = st.empty()
+with loading.container():
+    model = kit.load_chosen_model()
+loading.empty()
 left, middle, right = st.columns([2, 1, 1])
 weighting = ask(left.radio, "Show", "weighting", "attention", options=list(att.WEIGHTINGS),
                 format_func=att.WEIGHTING_LABELS.get, horizontal=True,

@@ -75,6 +75,7 @@ def test_every_view_draws_on_a_64_token_prompt_and_zooms_into_the_chosen_head(pr
     """Invariant: the grid holds every layer x head of the demo model (4 x 4), capped at 32
     cells a side and saying so; zoom, lines and per-token views follow the chosen head."""
     app = opened(**{Keys.PROMPT: prompt_64})
+    assert sum("Demo model, not GPT-2" in c.value for c in app.caption) == 1  # said once
     titles = chart_titles(app)
     for start in ("Every head (4 layers x 4 heads)", "Layer 0, every head", "L0H0:",
                   "Layer 0, L0H0: query tokens", "Where each head looks from",

@@ -118,7 +118,7 @@ def grid_figure(result: AttentionResult, weighting: str, highlight) -> tuple[go.
                    side="top", showgrid=False, zeroline=False),
         yaxis=dict(tickvals=centres[:n_layers], ticktext=[f"L{layer}" for layer in range(n_layers)],
                    autorange="reversed", showgrid=False, zeroline=False, scaleanchor="x"),
-        height=size + 80, margin=MARGIN, plot_bgcolor="white")
+        height=size + 100, margin={**MARGIN, "t": 90}, plot_bgcolor="white")
     return figure, block
 
 
@@ -133,11 +133,12 @@ def tiles_of_layer(result: AttentionResult, layer: int, weighting: str) -> tuple
         hoverongaps=False, colorbar=dict(title=weighting_word(weighting)),
         hovertemplate="query %{y}, column %{x}<br>value = %{z:.3f}<extra></extra>"))
     figure.update_layout(
-        title=f"Layer {layer}, every head at full resolution",
+        title=dict(text=f"Layer {layer}, every head at full resolution", y=0.98),
         xaxis=dict(tickvals=[h * (side + 1) + (side - 1) / 2 for h in range(n_heads)],
                    ticktext=[f"H{h}" for h in range(n_heads)], side="top", showgrid=False),
         yaxis=dict(autorange="reversed", showgrid=False, title="query position"),
-        height=max(250, min(500, 40 + 6 * side)), margin=MARGIN, plot_bgcolor="white")
+        height=max(250, min(500, 80 + 6 * side)), margin={**MARGIN, "t": 80},
+        plot_bgcolor="white")
     return figure, block
 
 
