@@ -47,3 +47,7 @@ class UnsupportedArchitectureError(InterpError):
 
 class UnreachableSiteError(InterpError):
     """A gradient-based method found an activation that the metric's graph never reaches."""
+
+
+class InputTooLongError(InvalidOptionError):
+    """The input is longer than a method computes for (e.g. attention flow's max-flow per cell)."""

@@ -93,6 +93,35 @@ def to_csv(result, **options) -> bytes:
     return CSV_WRITERS.lookup(result)(result, **options)
 
 
+NPZ_WRITERS = TypeRegistry("NumPy .npz writer")
+
+
+def register_npz(result_type: type) -> Callable[[Callable[..., bytes]], Callable[..., bytes]]:
+    """Register the .npz writer of a result type whose arrays are worth keeping as arrays."""
+    return NPZ_WRITERS.register(result_type)
+
+
+def has_npz(result) -> bool:
+    return NPZ_WRITERS.find(result) is not None
+
+
+def to_npz(result, **options) -> bytes:
+    """.npz bytes of any result type with a registered writer (`options` go to the writer)."""
+    return NPZ_WRITERS.lookup(result)(result, **options)
+
+
+def arrays_to_npz(arrays: Mapping[str, object], metadata: Mapping | None = None) -> bytes:
+    """A compressed .npz of named arrays (tensors or arrays), plus `metadata` as a JSON string
+    under "metadata" (readable with `json.loads(str(npz["metadata"]))`)."""
+    named = {name: value.detach().cpu().numpy() if isinstance(value, torch.Tensor)
+             else np.asarray(value) for name, value in arrays.items()}
+    if metadata is not None:
+        named["metadata"] = np.array(json.dumps(plain(metadata), ensure_ascii=False))
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **named)
+    return buffer.getvalue()
+
+
 @register_csv(PatchingResult)
 def matrix_csv(result: PatchingResult) -> bytes:
     """The normalized map: rows are layers, columns heads or the clean prompt's positions."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from pages.kit import COMPARE_MODELS, PAGES, Keys
+from pages.kit import COMPARE_MODELS, DEFAULT_PROMPT, PAGES, Keys
 from tests.conftest import APP_PATH
 
 TIMEOUT = 120
@@ -20,7 +20,9 @@ def open_page(entry, **state) -> AppTest:
     app = AppTest.from_file(APP_PATH, default_timeout=TIMEOUT)
     app.session_state[Keys.MODEL] = "demo"
     app.session_state[Keys.MODEL_B] = "demo"
-    for key, value in state.items():
+    # Set as a user would: AppTest's switch_page runs the page file without the app shell, and
+    # a value only the shell's sidebar widget held would be dropped after the first run.
+    for key, value in {Keys.PROMPT: DEFAULT_PROMPT, **state}.items():
         app.session_state[key] = value
     app.run()  # the app shell first, as a browser does
     app.switch_page(entry.path)

@@ -44,6 +44,9 @@ PAGES: tuple[PageEntry, ...] = (
               "Which layers, positions and heads carry the information that decides the answer?",
               "patching", uses_prompt=False, compare_modes=(COMPARE_MODELS,),
               main_action="Run patching"),
+    PageEntry("pages/attention.py", "Attention", ":material/visibility:",
+              "Where does each head look, and what kind of head is it?", "attention",
+              main_action="Show attention"),
 )
 
 

@@ -72,7 +72,8 @@ def metric_row(values: Mapping[str, str]) -> None:
 
 def export_buttons(result, shown: CaptionedFigure | CaptionedTable | None, key: str, name: str | None = None,
                    json_extra: Mapping | None = None, csv_options: Mapping | None = None) -> None:
-    """One Export menu: JSON, CSV where the result is tabular, Plotly HTML where it has a figure.
+    """One Export menu: JSON, CSV where the result is tabular, .npz where it registers arrays,
+    Plotly HTML where it has a figure.
     Each file is built only when its button is clicked (Streamlit calls `data` then)."""
     name = name or (shown.name if shown is not None else type(result).__name__.lower())
     json_extra, csv_options = dict(json_extra or {}), dict(csv_options or {})
@@ -84,6 +85,10 @@ def export_buttons(result, shown: CaptionedFigure | CaptionedTable | None, key: 
             st.download_button("CSV", data=lambda: export.to_csv(result, **csv_options),
                                file_name=f"{name}.csv", mime="text/csv", key=f"{key}.csv",
                                on_click="ignore")
+        if export.has_npz(result):
+            st.download_button("NumPy .npz", data=lambda: export.to_npz(result),
+                               file_name=f"{name}.npz", mime="application/octet-stream",
+                               key=f"{key}.npz", on_click="ignore")
         if isinstance(shown, CaptionedFigure):
             st.download_button("Plotly HTML", data=lambda: export.figure_to_html(shown.figure),
                                file_name=f"{name}.html", mime="text/html", key=f"{key}.html",
