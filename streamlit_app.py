@@ -17,6 +17,7 @@ from pages.kit import (
     compare_mode,
     default_model_key,
     model_label,
+    model_note,
     model_options,
 )
 from pages.kit.ai import sidebar_controls as ai_sidebar_controls
@@ -78,6 +79,7 @@ def sidebar(entry: PageEntry) -> None:
         st.header("Model and input")
         st.selectbox("Model", model_options(), key=Keys.MODEL, format_func=model_label,
                      help="Sizes are parameters; RAM is what loading and running needs in float32.")
+        st.caption(model_note(st.session_state[Keys.MODEL]))
         if st.session_state[Keys.MODEL] == CUSTOM_CHOICE:
             st.text_input("Hugging Face id or local folder", key=Keys.CUSTOM_MODEL,
                           placeholder="EleutherAI/pythia-70m or /path/to/folder",
