@@ -1,0 +1,48 @@
+"""Attribution: which input tokens made the model predict this?
+
+Each method gives every input token a score for one target scalar (the predicted token's
+logit, a chosen token's, a logit difference between two tokens, or a generated continuation):
+gradient methods read the model's local sensitivity (saliency, gradient x input), integrated
+gradients and LRP split the target among the tokens so the scores add up to it (against a
+baseline for IG; conserved layer by layer for LRP), and black-box methods perturb the input and
+watch the output. Methods disagree, so results carry what is needed to judge them.
+
+API (one call shape for every method; gradient work runs inside `model.exclusive()`):
+
+    attribute(model, prompt, method, target=None, progress=None, **options) -> AttributionResult
+    ATTRIBUTION_METHODS: {name: MethodSpec(function, description, gradient_based)}
+    register_method(name, description, gradient_based)  # decorator for new methods
+    resolve_target(model, token_ids, target) -> AttributionTarget
+    target_scalar(logits_last, target) -> tensor;  target_value_of(model, token_ids, target)
+"""
+
+from interp.attribution.results import (
+    ATTRIBUTION_METHODS,
+    AttributionResult,
+    MethodSpec,
+    ProgressCallback,
+    attribute,
+    method_options,
+    method_spec,
+    prompt_token_ids,
+    register_method,
+)
+from interp.attribution.targets import (
+    MAX_CONTINUATION_TOKENS,
+    TARGET_KINDS,
+    AttributionTarget,
+    greedy_continuation,
+    resolve_target,
+    target_scalar,
+    target_value_of,
+    token_id_of,
+)
+
+# Method modules register themselves on import (keep this list in one place).
+
+__all__ = [
+    "ATTRIBUTION_METHODS", "MAX_CONTINUATION_TOKENS", "TARGET_KINDS", "AttributionResult",
+    "AttributionTarget", "MethodSpec", "ProgressCallback", "attribute", "greedy_continuation",
+    "method_options", "method_spec", "prompt_token_ids", "register_method", "resolve_target",
+    "target_scalar", "target_value_of", "token_id_of",
+]
