@@ -40,6 +40,7 @@ from interp.attribution.targets import (
 
 # Method modules register themselves on import (keep this list in one place).
 from interp.attribution import gradients  # noqa: E402,F401  (registers its methods)
+from interp.attribution import perturbation, shap_values  # noqa: E402,F401  (black-box methods)
 
 __all__ = [
     "ATTRIBUTION_METHODS", "MAX_CONTINUATION_TOKENS", "TARGET_KINDS", "AttributionResult",
