@@ -39,7 +39,7 @@ from interp.attribution.targets import (
 )
 
 # Method modules register themselves on import (keep this list in one place).
-from interp.attribution import gradients  # noqa: E402,F401  (registers its methods)
+from interp.attribution import gradients, lrp  # noqa: E402,F401  (they register their methods)
 from interp.attribution import perturbation, shap_values  # noqa: E402,F401  (black-box methods)
 
 __all__ = [
