@@ -41,6 +41,7 @@ from interp.attribution.targets import (
 # Method modules register themselves on import (keep this list in one place).
 from interp.attribution import gradients, lrp  # noqa: E402,F401  (they register their methods)
 from interp.attribution import perturbation, shap_values  # noqa: E402,F401  (black-box methods)
+from interp.attribution import reporting  # noqa: E402,F401  (registers the run's explainer and CSV)
 
 __all__ = [
     "ATTRIBUTION_METHODS", "MAX_CONTINUATION_TOKENS", "TARGET_KINDS", "AttributionResult",
