@@ -44,6 +44,9 @@ PAGES: tuple[PageEntry, ...] = (
               "Which layers, positions and heads carry the information that decides the answer?",
               "patching", uses_prompt=False, compare_modes=(COMPARE_MODELS,),
               main_action="Run patching"),
+    PageEntry("pages/attribution.py", "Attribution", ":material/highlight:",
+              "Which input tokens made the model predict this, and which method to trust here?",
+              "attribution", main_action="Run attribution"),
 )
 
 
