@@ -14,8 +14,10 @@ API (one call shape for every method; gradient work runs inside `model.exclusive
     register_method(name, description, gradient_based)  # decorator for new methods
     resolve_target(model, token_ids, target) -> AttributionTarget
     target_scalar(logits_last, target) -> tensor;  target_value_of(model, token_ids, target)
+    layer_flow(model, prompt, target=None, method="lrp") -> LayerFlowResult  # per layer and token
 """
 
+from interp.attribution.layers import FLOW_METHODS, LayerFlowResult, layer_flow
 from interp.attribution.results import (
     ATTRIBUTION_METHODS,
     AttributionResult,
@@ -42,8 +44,8 @@ from interp.attribution.targets import (
 from interp.attribution import gradients, lrp  # noqa: E402,F401  (they register their methods)
 
 __all__ = [
-    "ATTRIBUTION_METHODS", "MAX_CONTINUATION_TOKENS", "TARGET_KINDS", "AttributionResult",
+    "ATTRIBUTION_METHODS", "FLOW_METHODS", "LayerFlowResult", "MAX_CONTINUATION_TOKENS", "TARGET_KINDS", "AttributionResult",
     "AttributionTarget", "MethodSpec", "ProgressCallback", "attribute", "greedy_continuation",
-    "method_options", "method_spec", "prompt_token_ids", "register_method", "resolve_target",
+    "layer_flow", "method_options", "method_spec", "prompt_token_ids", "register_method", "resolve_target",
     "target_scalar", "target_value_of", "token_id_of",
 ]
