@@ -16,7 +16,6 @@ import os
 import sys
 import types
 
-
 # lxt.efficient.models imports every model family it patches; only GPT-2's is used here.
 OTHER_LXT_MODELS = (("llama", "modeling_llama", "attnLRP"), ("qwen2", "modeling_qwen2", "attnLRP"),
                     ("qwen3", "modeling_qwen3", "attnLRP"), ("gemma3", "modeling_gemma3", "attnLRP"),

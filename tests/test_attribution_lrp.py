@@ -11,7 +11,7 @@ import pytest
 import torch
 from transformers import GPT2LMHeadModel
 
-from interp.attribution import attribute, prompt_token_ids, resolve_target
+from interp.attribution import attribute, layer_flow, prompt_token_ids, resolve_target
 from interp.errors import InvalidOptionError
 from interp.models import DEMO_MODEL_DIR, load_model
 from interp.random_models import save_random_gpt2
@@ -170,3 +170,51 @@ def test_lrp_leaves_no_hook_after_an_exception(biased):
 def test_unknown_lrp_variant(biased):
     with pytest.raises(InvalidOptionError, match="'attnlrp'"):
         attribute(biased, PROMPT, "lrp", variant="zennit")
+
+
+def test_cp_lrp_flow_conserves_the_target_at_every_layer(unbiased):
+    """Invariant: without biases, CP-LRP's relevance of the residual stream adds up to the
+    target at every layer; row 0 (token + position embedding) equals the input relevance, and
+    after the last block it all sits at the last position (the only one the logits read)."""
+    flow = layer_flow(unbiased, PROMPT, target=(" the", " a"))
+    totals = flow.residual_totals
+    torch.testing.assert_close(totals, torch.full_like(totals, flow.target_value), rtol=0.01,
+                               atol=0.0)
+    inputs = attribute(unbiased, PROMPT, "lrp", target=(" the", " a"))
+    torch.testing.assert_close(flow.residual[0], inputs.scores + inputs.extras["position_relevance"],
+                               rtol=1e-4, atol=1e-6)
+    assert torch.all(flow.residual[-1, :-1] == 0)
+    assert unbiased.active_hook_count() == 0
+
+
+def test_gradient_flow_equals_manual_autograd(biased):
+    """Reference: Hugging Face's blocks, attention and MLP modules captured by hooks on the
+    same weights, gradient x activation by hand."""
+    ids = prompt_token_ids(biased, PROMPT)
+    target = resolve_target(biased, ids, None)
+    hf_model = GPT2LMHeadModel.from_pretrained(biased.info.source).eval()
+    blocks = hf_model.transformer.h
+    captured, handles = {}, []
+    for layer, block in enumerate(blocks):
+        handles += [
+            block.register_forward_pre_hook(lambda m, a, layer=layer: captured.update({("resid", layer): a[0]})),
+            block.attn.register_forward_hook(lambda m, a, o, layer=layer: captured.update({("attn", layer): o[0]})),
+            block.mlp.register_forward_hook(lambda m, a, o, layer=layer: captured.update({("mlp", layer): o})),
+        ]
+    handles.append(blocks[-1].register_forward_hook(
+        lambda m, a, o: captured.update({("resid", len(blocks)): o[0] if isinstance(o, tuple) else o})))
+    try:
+        value = hf_model(torch.tensor([ids])).logits[0, -1, target.token_id]
+        keys = list(captured)
+        grads = torch.autograd.grad(value, [captured[key] for key in keys])
+    finally:
+        for handle in handles:
+            handle.remove()
+    manual = {key: (captured[key] * grad)[0].sum(-1).detach() for key, grad in zip(keys, grads, strict=True)}
+    flow = layer_flow(biased, PROMPT, method="gradient_x_input")
+    n_layers = len(blocks)
+    for layer in range(n_layers + 1):
+        torch.testing.assert_close(flow.residual[layer], manual["resid", layer], rtol=1e-4, atol=1e-6)
+    for layer in range(n_layers):
+        torch.testing.assert_close(flow.attention[layer], manual["attn", layer], rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(flow.mlp[layer], manual["mlp", layer], rtol=1e-4, atol=1e-6)

@@ -14,8 +14,14 @@ API (one call shape for every method; gradient work runs inside `model.exclusive
     register_method(name, description, gradient_based)  # decorator for new methods
     resolve_target(model, token_ids, target) -> AttributionTarget
     target_scalar(logits_last, target) -> tensor;  target_value_of(model, token_ids, target)
+    layer_flow(model, prompt, target=None, method="lrp") -> LayerFlowResult  # per layer and token
 """
 
+# Method modules register themselves on import: add new ones to this line.
+from interp.attribution import gradients, lrp  # noqa: F401
+from interp.attribution import perturbation, shap_values  # noqa: F401  (black-box methods)
+from interp.attribution import reporting  # noqa: F401  (the run's explainer and CSV writers)
+from interp.attribution.layers import FLOW_METHODS, LayerFlowResult, layer_flow
 from interp.attribution.results import (
     ATTRIBUTION_METHODS,
     AttributionResult,
@@ -38,14 +44,10 @@ from interp.attribution.targets import (
     token_id_of,
 )
 
-# Method modules register themselves on import (keep this list in one place).
-from interp.attribution import gradients, lrp  # noqa: E402,F401  (they register their methods)
-from interp.attribution import perturbation, shap_values  # noqa: E402,F401  (black-box methods)
-from interp.attribution import reporting  # noqa: E402,F401  (registers the run's explainer and CSV)
-
 __all__ = [
-    "ATTRIBUTION_METHODS", "MAX_CONTINUATION_TOKENS", "TARGET_KINDS", "AttributionResult",
-    "AttributionTarget", "MethodSpec", "ProgressCallback", "attribute", "greedy_continuation",
-    "method_options", "method_spec", "prompt_token_ids", "register_method", "resolve_target",
-    "target_scalar", "target_value_of", "token_id_of",
+    "ATTRIBUTION_METHODS", "FLOW_METHODS", "MAX_CONTINUATION_TOKENS", "TARGET_KINDS",
+    "AttributionResult", "AttributionTarget", "LayerFlowResult", "MethodSpec", "ProgressCallback",
+    "attribute", "greedy_continuation", "layer_flow", "method_options", "method_spec",
+    "prompt_token_ids", "register_method", "resolve_target", "target_scalar", "target_value_of",
+    "token_id_of",
 ]
