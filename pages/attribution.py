@@ -83,12 +83,16 @@ def target_inputs():
     return None
 
 
-def check_inputs() -> tuple[bool, bool, bool]:
-    left, middle, right = st.columns(3)
-    faithful = ask(left.checkbox, "Faithfulness (deletion / insertion)", "faithfulness", True)
-    sanity = ask(middle.checkbox, "Sanity check (randomised top layers; slower)", "sanity", False)
-    perturb = ask(right.checkbox, "Perturbation analysis (what it now writes)", "perturb", True)
-    return faithful, sanity, perturb
+def check_inputs() -> tuple[bool, bool, bool, None, bool]:
+    """The checks to run, in `run_attribution`'s order (perturbation options left default)."""
+    columns = st.columns(4)
+    faithful = ask(columns[0].checkbox, "Faithfulness (deletion / insertion)", "faithfulness", True)
+    sanity = ask(columns[1].checkbox, "Sanity check (randomised top layers; slower)", "sanity",
+                 False)
+    perturb = ask(columns[2].checkbox, "Perturbation analysis (what it now writes)", "perturb",
+                  True)
+    flow = ask(columns[3].checkbox, "Layer-wise flow (LRP)", "flow", True)
+    return faithful, sanity, perturb, None, flow
 
 
 def faithfulness_view(run: AttributionRun, side: kit.Side) -> None:
@@ -130,6 +134,11 @@ def show_run(run: AttributionRun, side: kit.Side) -> None:
     if run.sanity:
         st.subheader("Sanity check")
         kit.show(run, key=side.key(P + "sanity"), view="sanity")
+    if run.flow is not None:
+        st.subheader("Layer by layer")
+        shown = kit.show(run, key=side.key(P + "flow"), view="flow")
+        kit.export_buttons(run.flow, shown, key=side.key(P + "export.flow"),
+                           name="attribution_layer_flow")
     if run.perturbation is not None:
         st.subheader("Perturbation analysis")
         table = kit.show(run.perturbation, key=side.key(P + "perturbation"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 from interp.attribution.faithfulness import TOP_FRACTIONS, Faithfulness
+from interp.attribution.layers import LayerFlowResult
 from interp.attribution.perturbation import PerturbationAnalysis
 from interp.attribution.results import AttributionResult
 from interp.attribution.runs import AttributionRun
@@ -165,3 +166,16 @@ def perturbation_csv(analysis: PerturbationAnalysis) -> bytes:
                          "target_change", "continuation", "continuation_changed"],
                         [(r.position, r.token, r.replacement, r.prompt, r.target_value, r.change,
                           r.continuation, r.continuation_changed) for r in analysis.rows])
+
+
+@register_csv(LayerFlowResult)
+def flow_csv(flow: LayerFlowResult) -> bytes:
+    """Relevance per site (residual stream entering each block, then attention and MLP
+    outputs) and token."""
+    import torch
+
+    n = flow.n_layers
+    rows = ([f"resid_pre L{layer}" for layer in range(n)] + [f"resid_post L{n - 1}"]
+            + [f"attn_out L{layer}" for layer in range(n)] + [f"mlp_out L{layer}" for layer in range(n)])
+    return matrix_to_csv(torch.cat([flow.residual, flow.attention, flow.mlp]), rows,
+                         axis_labels(flow.tokens), corner="site")

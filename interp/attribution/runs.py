@@ -15,6 +15,7 @@ from interp.attribution.faithfulness import (
     rank_correlations,
     sanity_check,
 )
+from interp.attribution.layers import LayerFlowResult, layer_flow
 from interp.attribution.perturbation import PerturbationAnalysis, perturbation_analysis
 from interp.attribution.results import AttributionResult, attribute, method_spec, prompt_token_ids
 from interp.attribution.targets import AttributionTarget, resolve_target
@@ -31,6 +32,7 @@ class AttributionRun:
 
     `failures`: method -> the error that stopped it (the others still ran). `faithfulness` and
     `sanity` follow `results`' order (empty when not asked for); `correlations` needs two maps.
+    `flow`: the layer-wise LRP flow (of the first generated token for a continuation).
     """
 
     model_name: str
@@ -43,6 +45,7 @@ class AttributionRun:
     correlations: RankCorrelations | None = None
     sanity: tuple[SanityCheck, ...] = ()
     perturbation: PerturbationAnalysis | None = None
+    flow: LayerFlowResult | None = None
 
     @property
     def methods(self) -> tuple[str, ...]:
@@ -63,7 +66,7 @@ def stage_progress(progress: RunProgress | None, start: float, width: float, lab
 def run_attribution(model, prompt: str, methods: Sequence[str] = DEFAULT_METHODS, target=None,
                     options: Mapping[str, Mapping] | None = None, check_faithfulness: bool = True,
                     check_sanity: bool = False, perturb: bool = True,
-                    perturbation_options: Mapping | None = None,
+                    perturbation_options: Mapping | None = None, flow: bool = True,
                     progress: RunProgress | None = None) -> AttributionRun:
     """Run `methods` (with `options[method]`) on `prompt` for one target (resolved once, so
     every map explains the same token), then the checks asked for. A method that fails with a
@@ -75,7 +78,7 @@ def run_attribution(model, prompt: str, methods: Sequence[str] = DEFAULT_METHODS
     options = dict(options or {})
     token_ids = prompt_token_ids(model, prompt)
     resolved = resolve_target(model, token_ids, target)
-    stages = len(methods) + check_faithfulness + check_sanity * len(methods) + perturb
+    stages = len(methods) + check_faithfulness + check_sanity * len(methods) + perturb + flow
     width = 1.0 / stages
     results, failures = [], {}
     for index, method in enumerate(methods):
@@ -109,8 +112,14 @@ def run_attribution(model, prompt: str, methods: Sequence[str] = DEFAULT_METHODS
     if perturb:
         announce("Perturbation analysis: greedy continuations of each edit")
         perturbed = perturbation_analysis(model, prompt, resolved, **dict(perturbation_options or {}))
+        done += 1
+    flowed = None
+    if flow:
+        announce("Layer-wise flow (LRP)")
+        flowed = layer_flow(model, token_ids, resolved.step(0) if resolved.is_continuation
+                            else resolved, method="lrp")
     return AttributionRun(
         model_name=model.name, prompt=prompt, tokens=tuple(results[0].tokens), target=resolved,
         results=tuple(results), failures=failures, faithfulness=scored,
         correlations=rank_correlations(model, results) if len(results) > 1 else None,
-        sanity=tuple(sanity), perturbation=perturbed)
+        sanity=tuple(sanity), perturbation=perturbed, flow=flowed)

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from interp.attribution.faithfulness import Faithfulness, RankCorrelations
+from interp.attribution.layers import LayerFlowResult
 from interp.attribution.perturbation import PerturbationAnalysis
 from interp.attribution.results import AttributionResult
 from interp.attribution.runs import AttributionRun
@@ -21,7 +23,7 @@ from interp.figures import CaptionedFigure, CaptionedTable, plot_text, register_
 from interp.tokens import axis_labels
 
 SCALE = "RdBu"
-RUN_VIEWS = ("methods", "faithfulness", "correlations", "perturbation", "sanity")
+RUN_VIEWS = ("methods", "faithfulness", "correlations", "perturbation", "sanity", "flow")
 MARGINS = dict(l=10, r=10, t=50, b=10)
 
 
@@ -165,6 +167,35 @@ def perturbation_table(analysis: PerturbationAnalysis) -> CaptionedTable:
     return CaptionedTable(table, caption, "attribution_perturbation")
 
 
+@register_figure(LayerFlowResult)
+def flow_figure(flow: LayerFlowResult) -> CaptionedFigure:
+    """Residual stream, attention output and MLP output relevance: layers (rows) x tokens."""
+    panels = (("residual stream entering each block", flow.residual,
+               [f"L{i}" if i < flow.n_layers else "out" for i in range(flow.n_layers + 1)]),
+              ("attention output", flow.attention, [f"L{i}" for i in range(flow.n_layers)]),
+              ("MLP output", flow.mlp, [f"L{i}" for i in range(flow.n_layers)]))
+    limit = max(float(values.abs().max()) for _, values, _ in panels) or 1.0
+    figure = make_subplots(rows=1, cols=3, subplot_titles=[title for title, _, _ in panels],
+                           horizontal_spacing=0.06)
+    labels = token_axis(flow.tokens)
+    for column, (_, values, rows) in enumerate(panels, start=1):
+        figure.add_trace(go.Heatmap(
+            z=values.tolist(), x=labels, y=rows, colorscale=SCALE, reversescale=True, zmid=0,
+            zmin=-limit, zmax=limit, showscale=column == 3, colorbar=dict(title="relevance"),
+            hovertemplate="%{y}, token %{x}<br>relevance = %{z:.4g}<extra></extra>"),
+            row=1, col=column)
+        figure.update_yaxes(autorange="reversed", row=1, col=column)
+    figure.update_layout(title=f"Layer-wise flow ({plot_text(flow.method)}), "
+                         f"{target_title(flow)}", height=200 + 28 * (flow.n_layers + 1),
+                         margin=MARGINS)
+    caption = ("Rows are layers (top: the embeddings), columns tokens; colour is the relevance of "
+               "that vector for the target on one scale for all three panels (red raises it). "
+               "Read down the residual panel to see relevance move from the tokens that matter "
+               "to the last position; the other panels show which layer's attention or MLP "
+               "wrote it. " + " ".join(plot_text(note) for note in flow.notes))
+    return CaptionedFigure(figure, caption, "attribution_layer_flow")
+
+
 @register_figure(AttributionRun)
 def run_figure(run: AttributionRun, view: str = "methods") -> CaptionedFigure | CaptionedTable:
     """One view of a run: "methods" (side by side), "faithfulness", "correlations", "sanity",
@@ -179,7 +210,10 @@ def run_figure(run: AttributionRun, view: str = "methods") -> CaptionedFigure | 
         return sanity_figure(run)
     if view == "perturbation" and run.perturbation is not None:
         return perturbation_table(run.perturbation)
+    if view == "flow" and run.flow is not None:
+        return flow_figure(run.flow)
     computed = ["methods", *(name for name, present in (
         ("faithfulness", run.faithfulness), ("correlations", run.correlations is not None),
-        ("perturbation", run.perturbation is not None), ("sanity", run.sanity)) if present)]
+        ("perturbation", run.perturbation is not None), ("sanity", run.sanity),
+        ("flow", run.flow is not None)) if present)]
     raise invalid_choice("attribution view (of those this run computed)", view, computed)
