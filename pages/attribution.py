@@ -6,8 +6,12 @@ import pandas as pd
 import streamlit as st
 
 from interp.attribution import ATTRIBUTION_METHODS, method_options
+from interp.attribution.gradients import BASELINES
+from interp.attribution.lrp import LRP_VARIANTS
+from interp.attribution.perturbation import OCCLUSION_MODES
 from interp.attribution.reporting import faithfulness_rows
 from interp.attribution.runs import AttributionRun, run_attribution
+from interp.attribution.shap_values import EXPLAINERS
 from interp.errors import InterpError
 from interp.explain import md_escape
 from pages import kit
@@ -19,10 +23,8 @@ TARGET_LABELS = {"predicted": "Predicted next token", "token": "A chosen token",
                  "contrast": "Contrast of two tokens", "continuation": "Generated continuation"}
 # The options offered per method, with the widget that asks for each (others keep defaults).
 OPTION_CHOICES = {
-    ("integrated_gradients", "baseline"): ["eos", "pad", "zeros", "mean_embedding"],
-    ("shap", "explainer"): ["partition", "exact"],
-    ("occlusion", "mode"): ["leave_one_out", "substitute", "neighbours"],
-    ("lrp", "variant"): ["cp", "attn"],
+    ("integrated_gradients", "baseline"): list(BASELINES), ("shap", "explainer"): list(EXPLAINERS),
+    ("occlusion", "mode"): list(OCCLUSION_MODES), ("lrp", "variant"): list(LRP_VARIANTS),
 }
 NUMBER_OPTIONS = {("integrated_gradients", "n_steps"): (2, 512),
                   ("shap", "max_evals"): (10, 5000), ("occlusion", "n_neighbours"): (1, 20)}
