@@ -47,6 +47,9 @@ PAGES: tuple[PageEntry, ...] = (
     PageEntry("pages/attention.py", "Attention", ":material/visibility:",
               "Where does each head look, and what kind of head is it?", "attention",
               main_action="Show attention"),
+    PageEntry("pages/attribution.py", "Attribution", ":material/highlight:",
+              "Which input tokens made the model predict this, and which method to trust here?",
+              "attribution", main_action="Run attribution"),
 )
 
 
