@@ -10,7 +10,8 @@ from transformers import GPT2LMHeadModel
 
 from interp.attribution import attribute, prompt_token_ids, resolve_target
 from interp.errors import InvalidOptionError
-from interp.models import DEMO_MODEL_DIR, load_model
+from interp.models import DEMO_MODEL_DIR
+from tests.attribution_support import demo_model
 
 PROMPT = "The cat sat on the mat because it"
 IOI_PROMPT = "When Mary and John went to the store, John gave a drink to"
@@ -23,7 +24,7 @@ def hf_tiny(tiny_model_dir):
 
 @pytest.fixture(scope="module")
 def demo():
-    return load_model("demo", device="cpu")
+    return demo_model()
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from interp.attribution import attribute, layer_flow, prompt_token_ids, resolve_
 from interp.errors import InvalidOptionError
 from interp.models import DEMO_MODEL_DIR, load_model
 from interp.random_models import save_random_gpt2
+from tests.attribution_support import demo_model
 from tests.conftest import TINY_SHAPE
 
 LXT_REFERENCE = Path(__file__).with_name("lxt_reference.py")
@@ -69,7 +70,7 @@ def unbiased(biased_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def demo():
-    return load_model("demo", device="cpu")
+    return demo_model()
 
 
 def lxt_relevance(variants: list[str], jobs: list[dict]) -> dict[str, list[dict]]:

@@ -91,7 +91,8 @@ def register_method(name: str, description: str,
                     gradient_based: bool) -> Callable[[AttributionFunction], AttributionFunction]:
     """Register `fn(model, token_ids, target, *, progress=None, **options) -> AttributionResult`.
 
-    Options are keyword-only parameters with defaults, so `attribute` can list and check them.
+    Options are parameters with defaults (keyword-only, preferably), so `attribute` can list and
+    check them; a method that takes `**options` checks its own.
     `token_ids` is the prompt (BOS first) as a tuple of ints and `target` a single-token
     `AttributionTarget` (never a continuation: `attribute` splits those). Refuses a second method
     under the same name.
@@ -118,7 +119,7 @@ def method_options(method: str) -> dict[str, object]:
     parameters = inspect.signature(method_spec(method).function).parameters
     fixed = {"model", "token_ids", "target", "progress"}
     return {name: p.default for name, p in parameters.items()
-            if name not in fixed and p.kind is p.KEYWORD_ONLY}
+            if name not in fixed and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
 
 
 def check_options(method: str, options: Mapping[str, object]) -> None:
