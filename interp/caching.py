@@ -47,3 +47,14 @@ def shared_model(name_or_path: str) -> LoadedModel:
 def memory_budget() -> MemoryBudget:
     """The budget other held models (the toxicity classifier) check and `track` against."""
     return model_cache().budget
+
+
+@st.cache_resource(show_spinner=False, max_entries=1)
+def shared_classifier(model_type: str, checkpoint: str = "", config_folder: str = ""):
+    """The shared toxicity classifier (one at a time), counted against the same memory budget
+    as the language models; a failed load raises `ClassifierUnavailableError` and is not kept."""
+    from interp.toxicity import ClassifierSource, load_classifier
+
+    source = ClassifierSource(model_type=model_type, checkpoint=checkpoint,
+                              config_folder=config_folder)
+    return load_classifier(source, budget=memory_budget())

@@ -47,3 +47,7 @@ class UnsupportedArchitectureError(InterpError):
 
 class UnreachableSiteError(InterpError):
     """A gradient-based method found an activation that the metric's graph never reaches."""
+
+
+class ClassifierUnavailableError(InterpError):
+    """No toxicity classifier can be loaded here: no local checkpoint set and no download possible."""
