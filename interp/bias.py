@@ -488,3 +488,125 @@ def group_toxicity(model, classifier, template: str = DEFAULT_GROUP_TOXICITY_TEM
     return GroupToxicityResult(model_name=model.name, template=template, groups=groups,
                                per_group=tuple(results))
 
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables and explanations
+# ---------------------------------------------------------------------------------------------
+
+from interp.explain import Explanation, md_escape, register_explainer  # noqa: E402
+from interp.export import register_csv, table_to_csv  # noqa: E402
+
+PROBE_CAVEATS = (
+    "A template probe measures what the model predicts in these sentences only; a handful of "
+    "templates is a small, hand-picked sample of contexts.",
+    "A difference in probability is an association the model learned from its training text; "
+    "it does not say how the model would behave in a real task, nor why.",
+    "Words split into several tokens get lower probabilities simply for being longer: compare "
+    "groups on the same target, not targets with each other.",
+)
+
+
+@register_csv(TemplateProbeResult)
+def template_probe_csv(result: TemplateProbeResult) -> bytes:
+    """One row per template, group and target, then the comparisons."""
+    header = ["template", "group", "target", "log_prob", "prob", "n_tokens"]
+    rows = [(template, group, target, result.log_probs[i, g, t], float(np.exp(result.log_probs[i, g, t])),
+             int(result.n_tokens[g, t]))
+            for i, template in enumerate(result.templates)
+            for g, group in enumerate(result.groups)
+            for t, target in enumerate(result.targets)]
+    rows += [("(all templates)", c.group, c.target, "", c.difference,
+              f"vs {c.reference}: CI [{c.ci_low:.4g}, {c.ci_high:.4g}], p={c.p_value:.3g}, "
+              f"share={c.share:.4g}") for c in result.comparisons]
+    return table_to_csv(header, rows)
+
+
+@register_explainer(TemplateProbeResult)
+def explain_template_probe(result: TemplateProbeResult) -> Explanation:
+    ranked = sorted(result.comparisons, key=lambda c: -abs(c.difference))
+    lines = [f"{len(result.templates)} templates x {len(result.groups)} groups x "
+             f"{len(result.targets)} targets; the scored word is the "
+             f"{'target' if result.scored == 'target' else 'group term'}. Differences are "
+             f"against the reference group **{md_escape(result.reference)}**.", "",
+             "**Largest differences** (percentage points, mean over templates):"]
+    for c in ranked[:5]:
+        excludes = "excludes" if c.ci_low > 0 or c.ci_high < 0 else "includes"
+        lines.append(f"- {md_escape(c.target)}: {md_escape(c.group)} "
+                     f"{100 * c.difference:+.1f} (95% interval {100 * c.ci_low:+.1f} to "
+                     f"{100 * c.ci_high:+.1f}, {excludes} 0; permutation p = {c.p_value:.3g}); "
+                     f"share {c.share:.2f}.")
+    lines += ["", "**What this can and can't show**", *(f"- {note}" for note in PROBE_CAVEATS)]
+    facts = {"model": result.model_name, "templates": list(result.templates),
+             "groups": list(result.groups), "targets": list(result.targets),
+             "scored": result.scored, "reference": result.reference,
+             "comparisons": [{"target": c.target, "group": c.group, "difference": c.difference,
+                              "ci_low": c.ci_low, "ci_high": c.ci_high, "p_value": c.p_value,
+                              "share": c.share} for c in ranked]}
+    return Explanation(title="Counterfactual template probe", markdown="\n".join(lines),
+                       facts=facts)
+
+
+@register_csv(PairwiseLikelihoodResult)
+def pairwise_csv(result: PairwiseLikelihoodResult) -> bytes:
+    header = ["bias_type", "stereotype", "anti_stereotype", "stereotype_log_likelihood",
+              "anti_stereotype_log_likelihood", "difference", "prefers_stereotype"]
+    rows = [(p.bias_type, p.stereotype, p.anti_stereotype, s, a, s - a, bool(s > a))
+            for p, s, a in zip(result.pairs, result.stereotype_log_likelihood.tolist(),
+                               result.anti_stereotype_log_likelihood.tolist(), strict=True)]
+    return table_to_csv(header, rows)
+
+
+@register_explainer(PairwiseLikelihoodResult)
+def explain_pairwise(result: PairwiseLikelihoodResult) -> Explanation:
+    summaries = result.by_type()
+    lines = [f"Of {len(result.pairs)} sentence pairs ({md_escape(result.source)}), the model "
+             f"gives the stereotypical sentence the higher log-likelihood in "
+             f"**{result.share_preferring_stereotype:.0%}** (50% = no preference).", ""]
+    lines += [f"- {md_escape(s.bias_type)}: {s.share_preferring_stereotype:.0%} of "
+              f"{s.n_pairs} pairs (mean difference {s.mean_log_likelihood_difference:+.2f} nats)"
+              for s in summaries]
+    lines += ["", "**What this can and can't show**",
+              "- Sentence likelihood also rewards common words and short sentences: a pair whose "
+              "sentences differ in length or in word frequency can tip either way for reasons "
+              "unrelated to the stereotype.",
+              "- A few pairs per type give shares that swing by tens of points; the bundled "
+              "sample only shows how the probe works."]
+    facts = {"model": result.model_name, "n_pairs": len(result.pairs), "source": result.source,
+             "share_preferring_stereotype": result.share_preferring_stereotype,
+             "by_type": [{"bias_type": s.bias_type, "n_pairs": s.n_pairs,
+                          "share": s.share_preferring_stereotype,
+                          "mean_difference": s.mean_log_likelihood_difference}
+                         for s in summaries]}
+    return Explanation(title="Pairwise sentence likelihood", markdown="\n".join(lines),
+                       facts=facts)
+
+
+@register_csv(GroupToxicityResult)
+def group_toxicity_csv(result: GroupToxicityResult) -> bytes:
+    header = ["group", "seed", "continuation", *result.categories]
+    rows = [(group, seed, text, *scores)
+            for group, part in zip(result.groups, result.per_group, strict=True)
+            for seed, text, scores in zip(part.sampling.seeds, part.continuations,
+                                          part.scores.scores.tolist(), strict=True)]
+    return table_to_csv(header, rows)
+
+
+@register_explainer(GroupToxicityResult)
+def explain_group_toxicity(result: GroupToxicityResult) -> Explanation:
+    category = result.categories[0]
+    rows = [(group, float(part.scores.column(category).mean()), part.share_above(category))
+            for group, part in zip(result.groups, result.per_group, strict=True)]
+    rows.sort(key=lambda row: -row[1])
+    lines = [f"Continuations of {md_escape(result.template)!s} for each group, the same seeds "
+             f"for every group, scored for **{md_escape(category)}**:", ""]
+    lines += [f"- {md_escape(g)}: mean {mean:.3f}, {share:.0%} above the threshold"
+              for g, mean, share in rows]
+    lines += ["", "**What this can and can't show**",
+              "- The classifier over-flags text that names some groups, so part of a difference "
+              "can be the classifier's bias rather than the language model's.",
+              "- With a few samples per group, differences of a few points are noise."]
+    facts = {"model": result.model_name, "template": result.template, "category": category,
+             "groups": [{"group": g, "mean": m, "share_above": s} for g, m, s in rows]}
+    return Explanation(title="Toxicity of continuations per group", markdown="\n".join(lines),
+                       facts=facts)

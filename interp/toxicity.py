@@ -301,7 +301,7 @@ def sample_continuations(model, prompt: str, sampling: SamplingOptions,
     for index, seed in enumerate(sampling.seeds):
         generation = generate(model, prompt, max_new_tokens=sampling.max_new_tokens,
                               temperature=sampling.temperature, top_p=sampling.top_p, seed=seed)
-        texts.append(generation.text)
+        texts.append("".join(token.text for token in generation))  # it streams: run it out
         note = getattr(generation, "note", None)
         if note and note not in notes:
             notes.append(note)
@@ -326,3 +326,53 @@ def continuations_toxicity(model, classifier: ToxicityClassifier, prompt: str, k
     scores = score_texts(classifier, texts, progress=scoring)
     return ContinuationsToxicity(model_name=model.name, prompt=prompt, sampling=sampling,
                                  scores=scores, threshold=threshold, notes=notes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables and explanations
+# ---------------------------------------------------------------------------------------------
+
+from interp.explain import Explanation, md_escape, register_explainer  # noqa: E402
+from interp.export import register_csv, table_to_csv  # noqa: E402
+
+CLASSIFIER_CAVEATS = (
+    "The scores are one classifier's opinion, trained on online comments; it is known to rate "
+    "text that merely mentions some identities (e.g. 'gay', 'Muslim', 'Black') as more toxic, "
+    "and to miss toxicity it did not see in training.",
+    "K samples estimate how often the model writes such text for this prompt and these "
+    "settings only; another prompt, temperature or seed range can differ a lot.",
+)
+
+
+@register_csv(ContinuationsToxicity)
+def continuations_csv(result: ContinuationsToxicity) -> bytes:
+    header = ["seed", "continuation", *result.scores.categories]
+    rows = [(seed, text, *scores) for seed, text, scores in zip(
+        result.sampling.seeds, result.continuations, result.scores.scores.tolist(), strict=True)]
+    return table_to_csv(header, rows)
+
+
+@register_explainer(ContinuationsToxicity)
+def explain_continuations(result: ContinuationsToxicity) -> Explanation:
+    scores = result.scores
+    per_category = {c: {"share_above": result.share_above(c), "mean": float(scores.column(c).mean()),
+                        "max": float(scores.column(c).max())} for c in scores.categories}
+    worst = max(per_category, key=lambda c: per_category[c]["mean"])
+    lines = [
+        f"{result.sampling.k} continuations of the prompt were sampled (temperature "
+        f"{result.sampling.temperature:g}, top-p {result.sampling.top_p:g}, up to "
+        f"{result.sampling.max_new_tokens} new tokens, seeds {result.sampling.seed}-"
+        f"{result.sampling.seed + result.sampling.k - 1}) and scored by "
+        f"{md_escape(scores.classifier)}.", "",
+        f"The highest mean score is in **{md_escape(worst)}** "
+        f"({per_category[worst]['mean']:.3f}); "
+        f"{per_category[worst]['share_above']:.0%} of continuations score above "
+        f"{result.threshold:g} there, and the highest single score is "
+        f"{per_category[worst]['max']:.3f}.", "",
+        "**What this can and can't show**", *(f"- {note}" for note in CLASSIFIER_CAVEATS)]
+    facts = {"model": result.model_name, "classifier": scores.classifier,
+             "k": result.sampling.k, "temperature": result.sampling.temperature,
+             "top_p": result.sampling.top_p, "threshold": result.threshold,
+             "categories": per_category}
+    return Explanation(title="Toxicity of sampled continuations", markdown="\n".join(lines),
+                       facts=facts)

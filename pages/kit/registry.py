@@ -44,6 +44,10 @@ PAGES: tuple[PageEntry, ...] = (
               "Which layers, positions and heads carry the information that decides the answer?",
               "patching", uses_prompt=False, compare_modes=(COMPARE_MODELS,),
               main_action="Run patching"),
+    PageEntry("pages/toxicity_bias.py", "Toxicity & bias", ":material/balance:",
+              "Does the model write toxic text, treat groups differently, and know when it is "
+              "unsure?", "toxicity-bias", uses_prompt=False, compare_modes=(COMPARE_MODELS,),
+              main_action="Run all probes"),
 )
 
 
