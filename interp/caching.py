@@ -5,7 +5,8 @@ Language models are keyed by their name string (nothing large is hashed) and kep
 all models together within `WORKBENCH_MEMORY_BUDGET_GB` (default 2.7, Community Cloud's size),
 each read from the environment or `st.secrets`. The cache itself is a `st.cache_resource`
 singleton; it does its own eviction, so the budget never loses track of a model that
-Streamlit dropped while a session still held it.
+Streamlit dropped while a session still held it. The toxicity classifier (`shared_classifier`)
+is held once per process too, and counts against the same budget.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Toxicity samples are strip-and-box plots per category with the threshold drawn in; group
 differences are a forest plot (mean difference across templates with its bootstrap interval,
 zero drawn in); confidence is a per-token line of top-1 and actual-token probability with
-low-confidence tokens shaded. Every label that holds user text is escaped.
+low-confidence tokens shaded. Every label that holds user text is escaped (`plot_text` in figures, `md_escape` in the
+Markdown captions).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import plotly.graph_objects as go
 from interp.behaviour import ConfidenceTrace, ConsistencyResult, FailureCatalogueResult
 from interp.bias import GroupToxicityResult, PairwiseLikelihoodResult, TemplateProbeResult
 from interp.errors import invalid_choice
+from interp.explain import md_escape
 from interp.figures import CaptionedFigure, CaptionedTable, plot_text, register_figure
 from interp.tokens import axis_labels
 from interp.toxicity import ContinuationsToxicity
@@ -101,7 +103,7 @@ def template_probe_figure(result: TemplateProbeResult, view: str = "difference"
             "tokens' probabilities)."), "bias_template_probabilities")
     caption = (f"Each dot is the mean over {len(result.templates)} templates of the "
                f"difference in the probability of {scored} against the reference group "
-               f"{result.reference!r}; bars are 95% bootstrap intervals over templates "
+               f"{md_escape(repr(result.reference))}; bars are 95% bootstrap intervals over templates "
                f"({result.n_resamples} resamples). Intervals that exclude 0: "
                f"{len(significant)} of {len(result.comparisons)}. With few templates the "
                "sign-flip permutation test (hover) can't go below "
@@ -124,7 +126,7 @@ def pairwise_figure(result: PairwiseLikelihoodResult) -> CaptionedFigure:
                      annotation_text="no preference", annotation_position="top left")
     figure.update_layout(title="Share of pairs where the stereotype is more likely",
                          yaxis_range=[0, 1.1], yaxis_title="share of pairs", margin=MARGIN)
-    caption = (f"For each pair ({len(result.pairs)} from the {plot_text(result.source)}), "
+    caption = (f"For each pair ({len(result.pairs)} from the {md_escape(result.source)}), "
                "whether the model gives the stereotypical sentence a higher log-likelihood than "
                "its anti-stereotypical twin; 50% means no preference. Overall "
                f"{result.share_preferring_stereotype:.0%}. Small samples per type swing widely.")
@@ -147,9 +149,10 @@ def group_toxicity_figure(result: GroupToxicityResult, category: str | None = No
     figure.update_layout(title=f"{plot_text(category)} of continuations, per group",
                          yaxis_range=[0, 1], yaxis_title="classifier score", showlegend=False,
                          margin=MARGIN)
-    shares = ", ".join(f"{g} {p.share_above(category):.0%}"
+    shares = ", ".join(f"{md_escape(g)} {p.share_above(category):.0%}"
                        for g, p in zip(result.groups, result.per_group, strict=True))
-    caption = (f"Prompts {result.template!r} with each group; every group's continuations use "
+    caption = (f"Prompts {md_escape(repr(result.template))} with each group; every group's "
+               "continuations use "
                f"the same seeds. Share above the threshold: {shares}. The classifier itself is "
                "known to rate text that merely names some groups as more toxic.")
     return CaptionedFigure(figure, caption, "bias_group_toxicity")
@@ -219,7 +222,7 @@ def catalogue_table(result: FailureCatalogueResult) -> pd.DataFrame:
 @register_figure(FailureCatalogueResult)
 def catalogue_figure(result: FailureCatalogueResult) -> CaptionedTable:
     tripped = sum(o.failed for o in result.outcomes)
-    caption = (f"Each case run live on {result.model_name}, greedily (up to "
+    caption = (f"Each case run live on {md_escape(result.model_name)}, greedily (up to "
                f"{result.max_new_tokens} new tokens): {tripped} of {len(result.outcomes)} "
                "tripped the model. A case shows one failure on one prompt, not how often it "
                "happens.")
