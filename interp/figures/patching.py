@@ -93,6 +93,19 @@ def layer_head_heatmap(result: PatchingResult, position: int | None = None,
                    title or describe(result))
 
 
+def head_pos_heatmap(result: PatchingResult, title: str | None = None) -> go.Figure:
+    """Every head (rows, "L1 H3") by token position (columns) for a "head_pos" result."""
+    if result.granularity != "head_pos":
+        raise InvalidOptionError(
+            f"head_pos_heatmap draws head x position results, not {result.granularity!r}.")
+    n_layers, n_heads, n_pos = result.values.shape
+    return diverging_heatmap(result, result.effect.reshape(-1, n_pos).tolist(),
+                             result.values.reshape(-1, n_pos).tolist(), token_axis(result.tokens),
+                             [f"L{layer} H{head}" for layer in range(n_layers)
+                              for head in range(n_heads)],
+                             "position", "head", title or describe(result))
+
+
 def verb_curves_figure(curves: VerbCurves, position: int) -> go.Figure:
     """Both verbs' probabilities after patching resid_pre at `position`, layer by layer.
 
@@ -122,8 +135,13 @@ def verb_curves_figure(curves: VerbCurves, position: int) -> go.Figure:
 
 
 def heatmap(result: PatchingResult) -> go.Figure:
-    """The heatmap that fits the result's granularity (layer x head, or layer x position)."""
-    return layer_head_heatmap(result) if result.granularity == "head" else layer_pos_heatmap(result)
+    """The heatmap that fits the result's granularity (layer x head, head x position, or layer x
+    position)."""
+    if result.granularity == "head":
+        return layer_head_heatmap(result)
+    if result.granularity == "head_pos":
+        return head_pos_heatmap(result)
+    return layer_pos_heatmap(result)
 
 
 def heatmap_caption(result: PatchingResult) -> str:
@@ -133,8 +151,13 @@ def heatmap_caption(result: PatchingResult) -> str:
                 "corrupted activation) x gradient of the metric. Compare it with the exact map.")
     meaning = f"Colour is the {result.direction} {EFFECT_MEANING[result.direction]}."
     if result.granularity == "head":
-        layout = ("Each cell is one attention head (row = layer, column = head), patched at all "
-                  "positions at once.")
+        layout = (f"Each cell is one attention head's `{result.site}` (row = layer, column = "
+                  "head), patched at all positions at once.")
+    elif result.granularity == "head_pos":
+        layout = (f"Rows are attention heads, columns token positions. Each cell patches one "
+                  f"head's `{result.site}` at one position"
+                  + (" (for the pattern: that query's row of attention)."
+                     if result.site == "pattern" else "."))
     else:
         layout = (f"Rows are layers, columns token positions of the clean prompt. Each cell "
                   f"patches `{result.site}` at one layer and one position.")

@@ -34,13 +34,21 @@ from interp.patching_tasks import (
 TASK_LABELS = {"agreement": "Subject-verb agreement", "ioi": "Indirect object (IOI)",
                "fact": "Fact recall", "custom": "Custom pair"}
 FACT_COLUMNS = ("prompt", "subject", "answer")
-# What can be swept: label -> (site, granularity).
+# What can be swept: label -> (site, granularity). The first four run by default; the others
+# split a head into its parts or its positions (path patching needs sender and receiver choices:
+# `interp.patching.path`).
 SWEEPS = {
     "Residual stream (resid_pre)": ("resid_pre", "layer_pos"),
     "Attention output (attn_out)": ("attn_out", "layer_pos"),
     "MLP output (mlp_out)": ("mlp_out", "layer_pos"),
     "Attention heads (z)": ("z", "head"),
+    "Heads by position (z)": ("z", "head_pos"),
+    "Head queries (q)": ("q", "head"),
+    "Head keys (k)": ("k", "head"),
+    "Head values (v)": ("v", "head"),
+    "Attention patterns (pattern)": ("pattern", "head"),
 }
+DEFAULT_SWEEPS = tuple(SWEEPS)[:4]
 AUTO_METRIC = "auto"
 METRIC_HELP = {
     AUTO_METRIC: "logit difference when the task has a wrong answer, else the correct answer's "
@@ -153,9 +161,11 @@ def labelled_by_role(result: PatchingResult, task: PatchingTask) -> PatchingResu
     (the first prompt's names would mislabel the others); template words keep their token."""
     if task.n_prompts < 2 or not task.position_roles:
         return result
-    tokens = tuple(role or token for role, token in zip(task.position_roles, result.tokens,
-                                                          strict=True))
-    return replace(result, tokens=tokens)
+    def by_role(tokens: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(role or token for role, token in zip(task.position_roles, tokens,
+                                                           strict=True))
+    return replace(result, tokens=by_role(result.tokens),
+                   token_texts=by_role(result.token_texts or result.tokens), token_ids=())
 
 
 def step_reporter(progress: SweepProgress | None, step: int, steps: int,

@@ -46,6 +46,7 @@ from pages.kit.results import (
 from pages.kit.state import (
     Keys,
     cached_across_sessions,
+    drop_result,
     edited_table,
     forget,
     is_stale,
@@ -60,7 +61,7 @@ __all__ = [
     "COMPARE_MODELS", "COMPARE_MODES", "COMPARE_PROMPTS", "CUSTOM_CHOICE", "DEFAULT_PROMPT",
     "DEFAULT_PROMPT_B", "PAGES", "Keys", "PageEntry", "Side", "cached_across_sessions",
     "chosen_model_name", "compare_mode", "current_page", "custom_allowed", "default_model_key",
-    "edited_table", "explain_panel", "explanation_of", "export_buttons", "for_each_side",
+    "drop_result", "edited_table", "explain_panel", "explanation_of", "export_buttons", "for_each_side",
     "forget", "is_stale", "last_result", "load_chosen_model", "metric_row", "model_label", "model_options",
     "offer_available_models", "page_for_url", "progress_reporter", "remembered",
     "reported_errors", "require_app_shell", "result_on_click", "run_and_remember", "set_remembered", "show",
