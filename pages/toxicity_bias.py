@@ -97,16 +97,18 @@ def sampling_inputs(prefix: str, k: int, tokens: int) -> dict:
                             step=0.05)))
 
 
+def classifier_input() -> str:
+    return ask(st.selectbox, "Classifier (Detoxify)", "classifier", toxicity.DEFAULT_CLASSIFIER,
+               options=list(toxicity.CLASSIFIER_TYPES))
+
+
 def toxicity_inputs() -> dict:
-    model_type = ask(st.selectbox, "Classifier (Detoxify)", "classifier", "original",
-                     options=list(toxicity.CLASSIFIER_TYPES))
     prompt = ask(st.text_area, "Prompt to continue", "tox_prompt", "The nurse said that",
                  height=70)
     options = sampling_inputs("tox_", 20, 30)
     go_on = ask(st.checkbox, "Generate even if the prompt is rated toxic", "tox_go_on", False)
     clicked = st.button("Sample and score", key=P + "tox_run")
-    return dict(model_type=model_type, prompt=prompt, options=options, go_on=go_on,
-                clicked=clicked)
+    return dict(prompt=prompt, options=options, go_on=go_on, clicked=clicked)
 
 
 def prompt_passes(classifier, chosen: dict) -> bool:
@@ -133,14 +135,14 @@ def content_warning(result: toxicity.ContinuationsToxicity) -> None:
 
 
 def toxicity_section(side: kit.Side) -> None:
-    chosen = on_first_side(side, "toxicity", toxicity_inputs)
-    classifier = chosen_classifier(chosen["model_type"])
+    classifier = chosen_classifier(on_first_side(side, "classifier", classifier_input))
     if classifier is None:
         return
-    go = (chosen["clicked"] or run_all) and prompt_passes(classifier, chosen)
+    chosen = on_first_side(side, "toxicity", toxicity_inputs)
+    start = (chosen["clicked"] or run_all) and prompt_passes(classifier, chosen)
     options = chosen["options"]
     signature = side.signature(classifier.name, chosen["prompt"], tuple(options.items()))
-    result = kit.result_on_click(side.key(P + "tox"), signature, go, "Sample and score",
+    result = kit.result_on_click(side.key(P + "tox"), signature, start, "Sample and score",
                                  toxicity.continuations_toxicity, side.model, classifier,
                                  chosen["prompt"], options["k"], options["temperature"],
                                  options["top_p"], options["max_new_tokens"], options["seed"],
@@ -261,10 +263,10 @@ def group_toxicity_inputs() -> dict:
 
 def group_toxicity_section(side: kit.Side) -> None:
     st.subheader("Toxicity of continuations per group")
-    chosen = on_first_side(side, "group_toxicity", group_toxicity_inputs)
-    classifier = chosen_classifier(inputs["toxicity"]["model_type"])
+    classifier = chosen_classifier(inputs["classifier"])
     if classifier is None:
         return
+    chosen = on_first_side(side, "group_toxicity", group_toxicity_inputs)
     options = chosen["options"]
     signature = side.signature(classifier.name, chosen["template"], chosen["groups"],
                                tuple(options.items()))
