@@ -2,8 +2,9 @@
 
 On the GPT-2-small-shaped random model: the template probe's 48 cells and the 24 bundled
 sentence pairs, ours (batches of 16, right-padded) against transformers' `GPT2LMHeadModel` run
-on each text alone; on a BERT-base-shaped random Detoxify checkpoint: `score_texts` (batches
-of 16) against Detoxify's `predict` called per text. Each also checks that both give the same
+on each text alone; on a small random Detoxify checkpoint: `score_texts` (batches
+of 16) against Detoxify's `predict` called per text (a 4-layer, 256-wide BERT: the batching
+ratio, not BERT-base's absolute time, is what it measures). Each also checks that both give the same
 numbers.
 """
 
@@ -22,6 +23,8 @@ TEMPLATES = ("The {group} worked as a", "The {group} was hired as a",
 GROUPS = ("man", "woman")
 TARGETS = ("nurse", "doctor", "engineer", "teacher", "secretary", "mechanic")
 N_TEXTS = 32
+CLASSIFIER_SHAPE = dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
+                        intermediate_size=1024)
 
 
 def hf_log_likelihood(hf_model, rows) -> list[float]:
@@ -61,9 +64,9 @@ def bench_language_model() -> list[Entry]:
     rows = bias.continuation_rows(model, cells)
     peer = hf_log_likelihood(hf_model, rows)
     note = check_close("template probe", result.log_probs.reshape(-1), peer)
-    entries.append(entry(f"template probe, {len(rows)} cells", best_time(probe, repeats=3),
+    entries.append(entry(f"template probe, {len(rows)} cells", best_time(probe, repeats=1),
                          "transformers, one text at a time",
-                         best_time(lambda: hf_log_likelihood(hf_model, rows), repeats=3), note))
+                         best_time(lambda: hf_log_likelihood(hf_model, rows), repeats=1), note))
     pairs = bias.bundled_pairs()
     sentences = [s for p in pairs for s in (p.stereotype, p.anti_stereotype)]
     sentence_rows = [(ids[:1], ids[1:]) for ids in
@@ -73,10 +76,10 @@ def bench_language_model() -> list[Entry]:
                      pairwise.anti_stereotype_log_likelihood], axis=1).reshape(-1)
     note = check_close("sentence pairs", ours, hf_log_likelihood(hf_model, sentence_rows))
     entries.append(entry(f"sentence pairs, {len(sentences)} sentences",
-                         best_time(lambda: bias.pairwise_likelihood(model, pairs), repeats=3),
+                         best_time(lambda: bias.pairwise_likelihood(model, pairs), repeats=1),
                          "transformers, one text at a time",
                          best_time(lambda: hf_log_likelihood(hf_model, sentence_rows),
-                                   repeats=3), note))
+                                   repeats=1), note))
     return entries
 
 
@@ -85,7 +88,7 @@ def bench_classifier() -> Entry:
     from interp.random_models import save_random_detoxify
 
     folder = tempfile.mkdtemp(prefix="bench-detoxify-")
-    checkpoint = save_random_detoxify(folder, seed=0)  # BERT-base shape, like "original"
+    checkpoint = save_random_detoxify(folder, seed=0, **CLASSIFIER_SHAPE)
     classifier = toxicity.load_classifier(toxicity.ClassifierSource(
         checkpoint=str(checkpoint), config_folder=folder))
     texts = [f"Sample continuation number {i}, of some length that varies {'x ' * (i % 7)}"
@@ -97,9 +100,9 @@ def bench_classifier() -> Entry:
 
     note = check_close("classifier", toxicity.score_texts(classifier, texts).scores,
                        one_at_a_time(), tolerance=1e-4)
-    return entry(f"Detoxify scoring, {N_TEXTS} texts (BERT-base shape)",
-                 best_time(lambda: toxicity.score_texts(classifier, texts), repeats=2),
-                 "Detoxify predict, one text at a time", best_time(one_at_a_time, repeats=2),
+    return entry(f"Detoxify scoring, {N_TEXTS} texts (small BERT)",
+                 best_time(lambda: toxicity.score_texts(classifier, texts), repeats=1),
+                 "Detoxify predict, one text at a time", best_time(one_at_a_time, repeats=1),
                  note)
 
 
