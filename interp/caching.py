@@ -5,7 +5,8 @@ Language models are keyed by their name string (nothing large is hashed) and kep
 all models together within `WORKBENCH_MEMORY_BUDGET_GB` (default 2.7, Community Cloud's size),
 each read from the environment or `st.secrets`. The cache itself is a `st.cache_resource`
 singleton; it does its own eviction, so the budget never loses track of a model that
-Streamlit dropped while a session still held it.
+Streamlit dropped while a session still held it. The toxicity classifier (`shared_classifier`)
+is held once per process too, and counts against the same budget.
 """
 
 from __future__ import annotations
@@ -48,3 +49,14 @@ def shared_model(name_or_path: str, progress=None) -> LoadedModel:
 def memory_budget() -> MemoryBudget:
     """The budget other held models (the toxicity classifier) check and `track` against."""
     return model_cache().budget
+
+
+@st.cache_resource(show_spinner=False, max_entries=1)
+def shared_classifier(model_type: str, checkpoint: str = "", config_folder: str = ""):
+    """The shared toxicity classifier (one at a time), counted against the same memory budget
+    as the language models; a failed load raises `ClassifierUnavailableError` and is not kept."""
+    from interp.toxicity import ClassifierSource, load_classifier
+
+    source = ClassifierSource(model_type=model_type, checkpoint=checkpoint,
+                              config_folder=config_folder)
+    return load_classifier(source, budget=memory_budget())

@@ -51,3 +51,7 @@ class UnreachableSiteError(InterpError):
 
 class InputTooLongError(InvalidOptionError):
     """The input is longer than a method computes for (e.g. attention flow's max-flow per cell)."""
+
+
+class ClassifierUnavailableError(InterpError):
+    """No toxicity classifier can be loaded here: no local checkpoint set and no download possible."""

@@ -54,6 +54,11 @@ def positive_float(value: object, name: str) -> float:
     return number
 
 
+def optional_text(value: object, name: str) -> str:
+    """A free-text setting such as a file path (already known to be non-empty)."""
+    return str(value).strip()
+
+
 def default_torch_threads() -> int:
     """Community Cloud gives at most 2 cores; more torch threads than cores only contend."""
     return max(1, min(COMMUNITY_CLOUD_CORES, os.cpu_count() or 1))
@@ -76,6 +81,10 @@ class Settings:
     # Results kept by the cross-session result cache, per analysis, and for how long.
     result_cache_entries: int = field(default=16, metadata={"parse": positive_int})
     result_cache_ttl_s: int = field(default=3600, metadata={"parse": positive_int})
+    # A local Detoxify checkpoint (.ckpt) and the Hugging Face config/tokenizer folder it needs,
+    # for the toxicity classifier offline ("" = Detoxify's standard download).
+    detoxify_checkpoint: str = field(default="", metadata={"parse": optional_text})
+    detoxify_config: str = field(default="", metadata={"parse": optional_text})
 
     @classmethod
     def from_env(cls, secrets: Mapping | None = None,

@@ -17,10 +17,9 @@ API (one call shape for every method; gradient work runs inside `model.exclusive
     layer_flow(model, prompt, target=None, method="lrp") -> LayerFlowResult  # per layer and token
 """
 
-# Method modules register themselves on import: add new ones to this line.
-from interp.attribution import gradients, lrp  # noqa: F401
-from interp.attribution import perturbation, shap_values  # noqa: F401  (black-box methods)
-from interp.attribution import reporting  # noqa: F401  (the run's explainer and CSV writers)
+# Method modules register themselves on import (gradient, LRP and black-box methods; `reporting`
+# holds the run's explainer and CSV writers): add new ones to this line.
+from interp.attribution import gradients, lrp, perturbation, reporting, shap_values  # noqa: F401
 from interp.attribution.layers import FLOW_METHODS, LayerFlowResult, layer_flow
 from interp.attribution.results import (
     ATTRIBUTION_METHODS,

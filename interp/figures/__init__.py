@@ -54,4 +54,4 @@ def figure_for(result, **options) -> CaptionedFigure | CaptionedTable:
 
 
 # The figure modules register themselves on import; they need the names above.
-from interp.figures import attention, attribution, patching, prediction  # noqa: E402, F401
+from interp.figures import attention, attribution, patching, prediction, toxicity_bias  # noqa: E402, F401

@@ -50,6 +50,10 @@ PAGES: tuple[PageEntry, ...] = (
     PageEntry("pages/attribution.py", "Attribution", ":material/highlight:",
               "Which input tokens made the model predict this, and which method to trust here?",
               "attribution", main_action="Run attribution"),
+    PageEntry("pages/toxicity_bias.py", "Toxicity & bias", ":material/balance:",
+              "Does the model write toxic text, treat groups differently, and know when it is "
+              "unsure?", "toxicity-bias", uses_prompt=False, compare_modes=(COMPARE_MODELS,),
+              main_action="Run all probes"),
 )
 
 
