@@ -363,6 +363,8 @@ def logit_lens(model, prompt: str, k: int = 5, track: Sequence[int] = (),
 # ---------------------------------------------------------------------------------------------
 
 COMPONENT_KINDS = ("embedding", "head", "attention bias", "mlp", "bias")
+KIND_NAMES = {"embedding": "embeddings", "head": "heads", "attention bias": "attention biases",
+              "mlp": "MLPs", "bias": "final biases"}
 
 
 @dataclass(frozen=True)
@@ -394,6 +396,10 @@ class DLAResult:
     final_scale: torch.Tensor
     n_layers: int
     n_heads: int
+
+    @property
+    def n_positions(self) -> int:
+        return len(self.token_ids)
 
     @property
     def metric_label(self) -> str:
@@ -501,3 +507,148 @@ def direct_logit_attribution(model, prompt: str, target: int | str | None = None
         contrast=contrast_text[0] if contrast_text else None, labels=labels, kinds=kinds,
         contributions=contributions.float().cpu(), logit=metric.float().cpu(),
         final_scale=scale.float().cpu(), n_layers=info.n_layers, n_heads=info.n_heads)
+
+
+# ---------------------------------------------------------------------------------------------
+# Explanations and tables (registered here, so any result of this module can be explained and
+# exported wherever it is used)
+# ---------------------------------------------------------------------------------------------
+
+from interp.explain import Explanation, md_escape, register_explainer  # noqa: E402
+from interp.export import register_csv, table_to_csv  # noqa: E402
+
+LENS_CAVEATS = (
+    "The logit lens reads every layer with the final LayerNorm and unembedding, which were "
+    "trained only on the last layer's output; early rows are therefore biased (often towards "
+    "the current token or common continuations) and their probabilities understate what a "
+    "probe could read there.",
+    "The tuned lens (a learned affine map per layer, Belrose et al. 2023) corrects that bias; it "
+    "is out of scope here, so read early rows as a rough picture.",
+    "A token decodable at a layer is not proof that the model uses it there; patching and DLA "
+    "test what components do.",
+)
+DLA_CAVEATS = (
+    "DLA measures direct effects only: what a component writes straight to the unembedding. A "
+    "head whose output is read by later layers can matter a lot and score near 0 here.",
+    "The final LayerNorm's scale is frozen at its value in this run, which is what makes the "
+    "parts add up; removing a component would change that scale too.",
+    "Attention output biases and MLP biases are counted as their own parts (MLP biases inside "
+    "their MLP), so the sum leaves nothing out.",
+)
+
+
+def fmt(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def at_row(label: str) -> str:
+    """A row label in a sentence: "at the embeddings", "after L3"."""
+    return "at the embeddings" if label == "embeddings" else label
+
+
+@register_explainer(LensResult)
+def explain_lens(result: LensResult, position: int | None = None) -> Explanation:
+    """Where the final answer forms at one position (default: the last), and how sure each
+    layer is, from the lens's own numbers."""
+    position = result.n_positions - 1 if position is None else position
+    final_id = int(result.candidate_ids[position, 0])
+    answer = result.text_of(final_id)
+    final_prob = float(result.candidate_log_probs[-1, position, 0].exp())
+    forms = result.first_layer_with_final_top1(position)
+    probs = result.candidate_log_probs[:, position, 0].exp().tolist()
+    ranks = result.candidate_ranks[:, position, 0].tolist()
+    half = next((row for row, p in enumerate(probs) if p >= final_prob / 2), len(probs) - 1)
+    entropy = result.entropy[:, position].tolist()
+    kl = result.kl_to_final[:, position].tolist()
+    near = next((row for row, value in enumerate(kl) if value < 1.0), len(kl) - 1)
+    formed_at = [result.first_layer_with_final_top1(p) for p in range(result.n_positions)]
+    median_row = sorted(formed_at)[len(formed_at) // 2]
+    lines = [
+        "The logit lens reads the residual stream at every layer boundary through the final "
+        "LayerNorm and unembedding, as if the model stopped there.",
+        "",
+        f"After position {position} ({md_escape(result.tokens[position])}) the model predicts "
+        f"**{md_escape(answer)}** with p = {fmt(final_prob)}.",
+        f"- It becomes the lens's top-1 token **{at_row(result.layers[forms])}** and stays top-1 from "
+        f"there on (at the embeddings it ranks {ranks[0]}).",
+        f"- It first reaches half its final probability {at_row(result.layers[half])}.",
+        f"- Entropy is {fmt(entropy[0])} nats at the embeddings and {fmt(entropy[-1])} nats "
+        f"at the output; KL to the final distribution drops below 1 nat "
+        f"{at_row(result.layers[near])}.",
+        f"- Over all {result.n_positions} positions, the final top-1 settles (median) "
+        f"{at_row(result.layers[median_row])}.",
+        "", "**What this can and can't show**", *(f"- {note}" for note in LENS_CAVEATS),
+    ]
+    if result.note:
+        lines.insert(2, md_escape(result.note))
+    facts = {
+        "model": result.model_name, "method": "logit lens", "position": position,
+        "position_token": result.tokens[position], "answer": answer, "answer_probability":
+        final_prob, "forms_at": result.layers[forms], "half_probability_at": result.layers[half],
+        "kl_below_1_nat_at": result.layers[near], "entropy_by_layer": entropy,
+        "answer_probability_by_layer": probs, "answer_rank_by_layer": ranks,
+        "median_settling_layer": result.layers[median_row], "layers": list(result.layers),
+        "dropped_tokens": result.dropped_tokens,
+    }
+    return Explanation(title=f"Logit lens: where {answer!r} forms", markdown="\n".join(lines),
+                       facts=facts)
+
+
+@register_explainer(DLAResult)
+def explain_dla(result: DLAResult, position: int | None = None, top_k: int = 3) -> Explanation:
+    """Which components write the answer at one position (default: the last)."""
+    position = result.n_positions - 1 if position is None else position
+    row = result.contributions[position]
+    total = float(result.logit[position])
+    by_kind = {kind: float(sum(row[i] for i, k in enumerate(result.kinds) if k == kind))
+               for kind in COMPONENT_KINDS}
+    ranked = result.ranked(position)
+    top = ranked[:top_k]
+    magnitude = sum(abs(v) for _, v in ranked) or 1.0
+    lines = [
+        f"Direct logit attribution of the **{md_escape(result.metric_label)}** after position "
+        f"{position} ({md_escape(result.tokens[position])}): {fmt(total)} in all.",
+        "",
+        "**Largest direct contributions:**",
+        *(f"{i}. {md_escape(label)}: {value:+.4g} ({abs(value) / magnitude:.0%} of the summed "
+          "size)" for i, (label, value) in enumerate(top, start=1)),
+        "",
+        "By kind: " + ", ".join(f"{KIND_NAMES[kind]} {value:+.4g}"
+                                for kind, value in by_kind.items()) + ".",
+        "", "**What this can and can't show**", *(f"- {note}" for note in DLA_CAVEATS),
+    ]
+    facts = {"model": result.model_name, "method": "direct logit attribution",
+             "metric": result.metric_label, "position": position, "total": total,
+             "by_kind": by_kind,
+             "top": [{"label": label, "contribution": value} for label, value in top]}
+    return Explanation(title=f"DLA of the {result.metric_label}", markdown="\n".join(lines),
+                       facts=facts)
+
+
+@register_csv(LensResult)
+def lens_csv(result: LensResult) -> bytes:
+    """One row per position, layer and top-k rank."""
+    header = ["position", "token", "layer", "rank", "top token", "top token id", "probability",
+              "entropy (nats)", "KL to final (nats)"]
+    rows = []
+    for position in range(result.n_positions):
+        for row, layer in enumerate(result.layers):
+            for rank in range(result.k):
+                token_id = int(result.top_ids[row, position, rank])
+                rows.append((position, result.tokens[position], layer, rank + 1,
+                             result.text_of(token_id), token_id,
+                             float(result.top_log_probs[row, position, rank].exp()),
+                             float(result.entropy[row, position]),
+                             float(result.kl_to_final[row, position])))
+    return table_to_csv(header, rows)
+
+
+@register_csv(DLAResult)
+def dla_csv(result: DLAResult) -> bytes:
+    """One row per position and component; `total` is the model's own value there."""
+    header = ["position", "token", "component", "kind", "contribution", "total"]
+    rows = [(position, result.tokens[position], label, kind,
+             float(result.contributions[position, column]), float(result.logit[position]))
+            for position in range(len(result.token_ids))
+            for column, (label, kind) in enumerate(zip(result.labels, result.kinds, strict=True))]
+    return table_to_csv(header, rows)

@@ -54,4 +54,4 @@ def figure_for(result, **options) -> CaptionedFigure | CaptionedTable:
 
 
 # The figure modules register themselves on import; they need the names above.
-from interp.figures import patching, prediction  # noqa: E402, F401
+from interp.figures import logit_lens, patching, prediction  # noqa: E402, F401
