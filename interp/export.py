@@ -22,13 +22,14 @@ from interp.patching import PatchingResult
 from interp.patching.sweeps import RankedComponents
 from interp.patching_tasks import VerbCurves
 from interp.registry import TypeRegistry
-from interp.tokens import axis_labels
+from interp.tokens import export_labels
 
 
 def plain(value):
     """Turn a result (dataclasses, tensors, arrays, tuples) into JSON-ready Python values."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)
+                if not f.metadata.get("screen_only")}
     if isinstance(value, torch.Tensor):
         return plain(value.detach().cpu().numpy())
     if isinstance(value, np.ndarray):
@@ -99,7 +100,7 @@ def matrix_csv(result: PatchingResult) -> bytes:
     if result.granularity == "head":
         columns = [f"H{head}" for head in range(result.values.shape[1])]
     else:
-        columns = axis_labels(result.tokens)
+        columns = export_labels(result.token_texts or result.tokens)
     return matrix_to_csv(result.normalized, rows, columns, corner="layer")
 
 
@@ -112,7 +113,7 @@ def ranked_csv(table: RankedComponents) -> bytes:
 def verb_curves_csv(curves: VerbCurves, position: int | None = None) -> bytes:
     """Both verbs' probabilities by layer after patching one position (all positions if None)."""
     positions = range(len(curves.tokens)) if position is None else [position]
-    labels = axis_labels(curves.tokens)
+    labels = export_labels(curves.token_texts or curves.tokens)
     header = ["position", "layer", f"P({curves.correct_verb})", f"P({curves.wrong_verb})"]
     rows = [(labels[p], layer, float(curves.correct_prob[layer, p]),
              float(curves.wrong_prob[layer, p]))

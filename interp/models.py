@@ -22,7 +22,7 @@ import psutil
 import torch
 
 from interp.errors import LeftoverHooksError, ModelUnavailableError, NestedHookError
-from interp.tokens import display_tokens
+from interp.tokens import display_tokens, token_texts
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 DEMO_MODEL_DIR = ASSETS_DIR / "models" / "demo-gpt2"
@@ -263,6 +263,11 @@ class LoadedModel:
     def decode(self, token_ids: Sequence[int]) -> str:
         with self._tokenizer_lock:
             return self.bridge.tokenizer.decode([int(t) for t in token_ids])
+
+    def token_texts(self, token_ids: Sequence[int]) -> list[str]:
+        """Each token's raw text (for exports; see `interp.tokens.token_texts`)."""
+        with self._tokenizer_lock:
+            return token_texts(self.bridge.tokenizer, token_ids)
 
     def display_tokens(self, token_ids: Sequence[int]) -> list[str]:
         """Tokens as a reader should see them (see `interp.tokens`)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -31,6 +31,7 @@ from interp.patching import (
     logit_diff_metric,
     patch,
 )
+from interp.tokens import SCREEN_ONLY
 from interp.validation import check_prompt
 
 TASK_KINDS = ("agreement", "ioi", "fact", "custom")
@@ -450,7 +451,7 @@ class VerbCurves:
     """
 
     model_name: str
-    tokens: tuple[str, ...]
+    tokens: tuple[str, ...] = field(metadata=SCREEN_ONLY)
     correct_verb: str
     wrong_verb: str
     correct_prob: torch.Tensor
@@ -458,6 +459,8 @@ class VerbCurves:
     clean_probs: tuple[float, float]
     corrupted_probs: tuple[float, float]
     subject_position: int
+    token_texts: tuple[str, ...] = ()
+    token_ids: tuple[int, ...] = ()
 
 
 def agreement_verb_curves(model, task: PatchingTask, batch_size: int | None = None,
@@ -492,7 +495,7 @@ def agreement_verb_curves(model, task: PatchingTask, batch_size: int | None = No
         wrong_prob=wrong.values.detach().clone(),
         clean_probs=(correct.clean_value, wrong.clean_value),
         corrupted_probs=(correct.corrupted_value, wrong.corrupted_value),
-        subject_position=subject)
+        subject_position=subject, token_texts=correct.token_texts, token_ids=correct.token_ids)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -534,15 +537,15 @@ def one_token_names(model, names: Sequence[str] = IOI_NAMES) -> list[str]:
 
 
 def check_template(template: str) -> None:
-    for field in ("{A}", "{B}", "{S}"):
-        if field not in template:
+    for placeholder in ("{A}", "{B}", "{S}"):
+        if placeholder not in template:
             raise InvalidPromptError(
-                f"The IOI template {template!r} has no {field}. Templates name two people {{A}} "
+                f"The IOI template {template!r} has no {placeholder}. Templates name two people {{A}} "
                 "and {B}, then repeat the subject as {S}, e.g. "
                 f"{IOI_TEMPLATES[0]!r}.")
-        if template.index(field) == 0 or template[template.index(field) - 1] != " ":
+        if template.index(placeholder) == 0 or template[template.index(placeholder) - 1] != " ":
             raise InvalidPromptError(
-                f"In the IOI template {template!r}, {field} must follow a space: names are "
+                f"In the IOI template {template!r}, {placeholder} must follow a space: names are "
                 "checked as one token with their leading space.")
 
 

@@ -6,27 +6,34 @@ would most likely write next. Every analysis page explains some part of this dis
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from interp.errors import InvalidOptionError
+from interp.tokens import SCREEN_ONLY
 from interp.validation import check_prompt
 
 
 @dataclass(frozen=True)
 class NextTokenPrediction:
-    """Top-k next tokens after a prompt. Probabilities are over the whole vocabulary."""
+    """Top-k next tokens after a prompt. Probabilities are over the whole vocabulary.
+
+    `tokens` and `top_tokens` are for the screen (whitespace marked); exports write the raw
+    `token_texts` and `top_texts` with the ids.
+    """
 
     model_name: str
     prompt: str
-    tokens: tuple[str, ...]
+    tokens: tuple[str, ...] = field(metadata=SCREEN_ONLY)
     token_ids: tuple[int, ...]
     top_ids: tuple[int, ...]
-    top_tokens: tuple[str, ...]
+    top_tokens: tuple[str, ...] = field(metadata=SCREEN_ONLY)
     top_probs: tuple[float, ...]
     top_logits: tuple[float, ...]
     entropy_nats: float
+    token_texts: tuple[str, ...] = ()
+    top_texts: tuple[str, ...] = ()
 
 
 def next_token_topk(model, prompt: str, k: int = 10) -> NextTokenPrediction:
@@ -42,5 +49,7 @@ def next_token_topk(model, prompt: str, k: int = 10) -> NextTokenPrediction:
         model_name=model.name, prompt=prompt, tokens=checked.tokens, token_ids=checked.token_ids,
         top_ids=tuple(top.indices.tolist()),
         top_tokens=tuple(model.display_tokens(top.indices.tolist())),
+        token_texts=tuple(model.token_texts(checked.token_ids)),
+        top_texts=tuple(model.token_texts(top.indices.tolist())),
         top_probs=tuple(top.values.exp().tolist()),
         top_logits=tuple(logits[top.indices].tolist()), entropy_nats=entropy)

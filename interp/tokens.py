@@ -8,9 +8,13 @@ character are shown as hex (`<F0 9F>`).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from functools import cache
 
+# Metadata of a result field meant for the screen only (display tokens with their marks): exports
+# leave it out and write the raw `token_texts` and `token_ids` beside it instead.
+SCREEN_ONLY = {"screen_only": True}
 SPACE_MARK = "␣"
 VISIBLE_WHITESPACE = {" ": SPACE_MARK, "\n": "↵", "\t": "⇥", "\r": "␍"}
 
@@ -79,6 +83,18 @@ def display_token(tokenizer, token_id: int) -> str:
 
 def display_tokens(tokenizer, token_ids: Sequence[int]) -> list[str]:
     return [display_token(tokenizer, int(t)) for t in token_ids]
+
+
+def token_texts(tokenizer, token_ids: Sequence[int]) -> list[str]:
+    """Each token's own text, exactly as the tokenizer decodes it alone (a token holding part of
+    a multi-byte character decodes to U+FFFD; its id says which bytes it was)."""
+    return [tokenizer.decode([int(t)]) for t in token_ids]
+
+
+def export_labels(texts: Sequence[str]) -> list[str]:
+    """Position labels for exported tables: index plus the raw text, quoted so leading spaces
+    and newlines stay readable ('2: " Mary"')."""
+    return [f"{i}: {json.dumps(text, ensure_ascii=False)}" for i, text in enumerate(texts)]
 
 
 def axis_labels(tokens: Sequence[str]) -> list[str]:

@@ -56,3 +56,48 @@ def test_figures_escape_token_text_for_plotly():
     labels = top_k_bars(prediction).data[0].y
     assert labels == ("1. &lt;b&gt;bold&lt;/b&gt;",)
     assert plot_text("a & <i>") == "a &amp; &lt;i&gt;"
+
+
+def exported_sweep(model):
+    from interp import patching_tasks as tasks
+    from interp.patching import patch
+
+    task = tasks.custom_task(model, clean="When Mary and John went out,\nJohn gave it to",
+                             corrupted="When Mary and John went out,\nMary gave it to",
+                             correct=" Mary", wrong=" John")
+    inputs, metric = tasks.task_inputs(model, task)
+    return patch(model, inputs, metric, site="resid_pre", granularity="layer_pos")
+
+
+def test_exports_write_raw_token_texts_and_ids_not_the_screens_marks(tiny_model):
+    """Reference: GPT-2's tokenizer decoding each id alone (Hugging Face's own decode); the
+    screen's marks (␣ for a leading space, ↵ for a newline) must not reach JSON or CSV."""
+    from interp.export import to_csv
+    result = exported_sweep(tiny_model)
+    tokenizer = tiny_model.bridge.tokenizer
+    expected = [tokenizer.decode([i]) for i in result.token_ids]
+    assert " Mary" in expected and "\n" in expected  # the prompt has both kinds of whitespace
+    assert "␣Mary" in result.tokens  # the screen keeps its marks
+
+    payload = json.loads(to_json(result))
+    assert payload["token_texts"] == expected
+    assert payload["token_ids"] == tiny_model.to_tokens(
+        "When Mary and John went out,\nJohn gave it to")[0].tolist()
+    assert "tokens" not in payload
+    assert "␣" not in json.dumps(payload, ensure_ascii=False)
+
+    header = next(csv.reader(io.StringIO(to_csv(result).decode("utf-8"))))
+    assert header[1:] == [f"{i}: {json.dumps(text, ensure_ascii=False)}"
+                          for i, text in enumerate(expected)]
+    assert not any("␣" in cell or "↵" in cell for cell in header)
+
+
+def test_the_next_token_export_carries_raw_texts(tiny_model):
+    """Reference: the tokenizer's own decode of each id."""
+    from interp.predictions import next_token_topk
+    prediction = next_token_topk(tiny_model, "The cat sat on the", k=3)
+    payload = json.loads(to_json(prediction))
+    decode = tiny_model.bridge.tokenizer.decode
+    assert payload["token_texts"] == [decode([i]) for i in prediction.token_ids]
+    assert payload["top_texts"] == [decode([i]) for i in prediction.top_ids]
+    assert "tokens" not in payload and "top_tokens" not in payload

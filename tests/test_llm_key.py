@@ -58,3 +58,15 @@ def test_settings_check_the_level_and_accept_any_model_id():
         LLMSettings(model="not a model id")
     with pytest.raises(InvalidOptionError, match="timeout_s"):
         LLMSettings(timeout_s=0)
+
+
+def test_the_read_timeout_comes_from_the_environment_when_set(monkeypatch):
+    """Reference: the documented default (20 s) and the variable's value as typed."""
+    from interp.explain_llm.settings import TIMEOUT_VARIABLE, groq_timeout_s
+    assert groq_timeout_s({}) == 20.0
+    assert groq_timeout_s({TIMEOUT_VARIABLE: " 2.5 "}) == 2.5
+    monkeypatch.setenv(TIMEOUT_VARIABLE, "7")
+    assert LLMSettings().timeout_s == 7.0
+    for bad in ("0", "-1", "soon"):
+        with pytest.raises(InvalidOptionError, match=TIMEOUT_VARIABLE):
+            groq_timeout_s({TIMEOUT_VARIABLE: bad})

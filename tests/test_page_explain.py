@@ -16,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 
 from interp.explain_llm import REPLY_CACHE, to_markdown
 from interp.explain_llm.key import KEY_NAME
-from interp.explain_llm.settings import BASE_URL_VARIABLE
+from interp.explain_llm.settings import BASE_URL_VARIABLE, TIMEOUT_VARIABLE
 from pages.kit import Keys
 from pages.kit.ai import OFFLINE_LABEL
 from tests.conftest import APP_PATH
@@ -40,6 +40,7 @@ def server(monkeypatch):
 @pytest.fixture
 def with_key(monkeypatch, server):
     monkeypatch.setenv(KEY_NAME, KEY)
+    monkeypatch.setenv(TIMEOUT_VARIABLE, "1.5")  # a scripted stall ends the request quickly
     return server
 
 
@@ -110,10 +111,27 @@ def test_a_rerun_shows_the_kept_reply_without_asking_again(with_key):
     assert first not in [b.key for b in groq_buttons(app)]
 
 
+def test_a_rate_limit_then_success_shows_the_reply_after_the_wait_asked(with_key):
+    """Reference: the fake server's log: two requests, the second after the retry-after wait."""
+    with_key.script(Scripted(status=429, body=error_body("Rate limit reached"),
+                             headers={"retry-after": "0.5"}),
+                    streamed("The head L42H7 does all the work."))
+    app = ask_groq(patching_run())
+    assert not app.exception and not app.error
+    assert "L42H7" in shown_text(app)
+    assert not [w for w in app.warning if "offline explanation" in w.value]
+    first, second = with_key.received
+    assert second.at - first.at >= 0.5
+
+
 @pytest.mark.parametrize("answers, reason", [
     ([Scripted(status=401, body=error_body("Invalid API Key", "invalid_api_key"))], "key"),
     ([Scripted(status=500, body=error_body("boom"))] * 3, "Groq"),
-], ids=["401", "500"])
+    ([Scripted(events=[chunk("L1 "), chunk("restores"), chunk(None, finish_reason="stop")],
+               stall_s=5.0)], "did not answer within 1.5 s"),
+    ([Scripted(events=[chunk("L1 restores"), chunk(None, finish_reason="length")])],
+     "token limit"),
+], ids=["401", "500", "timeout", "truncated"])
 def test_a_failure_shows_one_line_and_the_offline_explanation(with_key, answers, reason):
     """Reference: the issue's failure contract (one line, offline text, no traceback)."""
     with_key.script(*answers)

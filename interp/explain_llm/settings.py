@@ -16,6 +16,9 @@ from interp.errors import InvalidOptionError, invalid_choice
 GROQ_API_URL = "https://api.groq.com"
 # Where the client sends requests instead of Groq: a test's fake server, or a proxy a host requires.
 BASE_URL_VARIABLE = "WORKBENCH_GROQ_BASE_URL"
+# Seconds to wait for each read from Groq: a host behind a slow proxy raises it, tests lower it.
+TIMEOUT_VARIABLE = "WORKBENCH_GROQ_TIMEOUT_S"
+DEFAULT_TIMEOUT_S = 20.0
 DEFAULT_MODEL = "openai/gpt-oss-20b"
 
 
@@ -45,6 +48,22 @@ def groq_base_url(environ: Mapping[str, str] | None = None) -> str:
     """`WORKBENCH_GROQ_BASE_URL` when set (not blank), else Groq's own API address."""
     environ = os.environ if environ is None else environ
     return environ.get(BASE_URL_VARIABLE, "").strip() or GROQ_API_URL
+def groq_timeout_s(environ: Mapping[str, str] | None = None) -> float:
+    """`WORKBENCH_GROQ_TIMEOUT_S` when set to a positive number of seconds, else 20 s."""
+    environ = os.environ if environ is None else environ
+    raw = environ.get(TIMEOUT_VARIABLE, "").strip()
+    if not raw:
+        return DEFAULT_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise InvalidOptionError(
+            f"{TIMEOUT_VARIABLE} must be a positive number of seconds; got {raw!r}.")
+    return value
+
+
 MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:-]{0,127}")
 
 
@@ -60,7 +79,7 @@ class LLMSettings:
 
     model: str = DEFAULT_MODEL
     level: str = "newcomer"
-    timeout_s: float = 20.0
+    timeout_s: float = field(default_factory=groq_timeout_s)
     max_retries: int = 2
     max_retry_wait_s: float = 10.0
     backoff_s: float = 0.5

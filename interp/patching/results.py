@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import torch
 
 from interp.errors import InvalidOptionError, InvalidPromptError, invalid_choice
+from interp.tokens import SCREEN_ONLY
 
 SITES = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "z", "q", "k", "v",
          "pattern")
@@ -184,7 +185,9 @@ class PatchingResult:
     (clean_value - corrupted_value): 1 is the clean run's value, 0 the corrupted run's, for
     either direction. NaN marks components that can't act (path patching senders at or after
     every receiver's layer); `normalized` is all NaN when the clean and corrupted values are
-    equal (nothing to restore).
+    equal (nothing to restore). `tokens` are the clean prompt's tokens as shown on screen;
+    `token_texts` and `token_ids` are what exports write (role names such as "IO" where the
+    result averages prompts whose tokens differ, and then no ids).
     """
 
     model_name: str
@@ -197,9 +200,11 @@ class PatchingResult:
     normalized: torch.Tensor
     clean_value: float
     corrupted_value: float
-    tokens: tuple[str, ...]
+    tokens: tuple[str, ...] = field(metadata=SCREEN_ONLY)
     n_prompts: int
     options: dict = field(default_factory=dict)
+    token_texts: tuple[str, ...] = ()
+    token_ids: tuple[int, ...] = ()
 
     @property
     def effect(self) -> torch.Tensor:

@@ -270,10 +270,11 @@ def patching_result(model, inputs: PatchingInputs, metric: PatchingMetric, runs:
                     values: torch.Tensor, *, method: str, site: str, granularity: str,
                     direction: str, options: dict) -> PatchingResult:
     """The result of a sweep: `values` with its baselines, normalization and tokens."""
+    ids = inputs.clean_tokens[0].tolist()
     return PatchingResult(
         model_name=model.info.name, method=method, site=site, granularity=granularity,
         direction=direction, metric_name=metric.name, values=values,
         normalized=normalize(values, runs.clean_value, runs.corrupted_value),
         clean_value=runs.clean_value, corrupted_value=runs.corrupted_value,
-        tokens=tuple(model.display_tokens(inputs.clean_tokens[0].tolist())),
-        n_prompts=inputs.n_prompts, options=options)
+        tokens=tuple(model.display_tokens(ids)), token_texts=tuple(model.token_texts(ids)),
+        token_ids=tuple(ids), n_prompts=inputs.n_prompts, options=options)

@@ -153,9 +153,11 @@ def labelled_by_role(result: PatchingResult, task: PatchingTask) -> PatchingResu
     (the first prompt's names would mislabel the others); template words keep their token."""
     if task.n_prompts < 2 or not task.position_roles:
         return result
-    tokens = tuple(role or token for role, token in zip(task.position_roles, result.tokens,
-                                                          strict=True))
-    return replace(result, tokens=tokens)
+    def by_role(tokens: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(role or token for role, token in zip(task.position_roles, tokens,
+                                                           strict=True))
+    return replace(result, tokens=by_role(result.tokens),
+                   token_texts=by_role(result.token_texts or result.tokens), token_ids=())
 
 
 def step_reporter(progress: SweepProgress | None, step: int, steps: int,
