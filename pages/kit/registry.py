@@ -44,6 +44,9 @@ PAGES: tuple[PageEntry, ...] = (
               "Which layers, positions and heads carry the information that decides the answer?",
               "patching", uses_prompt=False, compare_modes=(COMPARE_MODELS,),
               main_action="Run patching"),
+    PageEntry("pages/logit_lens.py", "Logit lens", ":material/layers:",
+              "What would the model predict if it stopped at layer L, and which heads and MLPs "
+              "write the answer?", "logit-lens", main_action="Run logit lens"),
 )
 
 
