@@ -52,7 +52,7 @@ class LensResult:
     its `candidate_ids` (the model's final top-k there) with their log-probability and rank at
     every row; for each `tracked_ids` token (asked for with `track=`) its log-probability and
     rank at every row and position, which `probs_of` / `ranks_of` read. Ranks count from 0 (the
-    row's top token). Shapes: [rows, pos, k], [rows, pos], [pos, k], [rows, pos, n_tracked].
+    row's top token; None when the lens ran with `ranks=False`). Shapes: [rows, pos, k], [rows, pos], [pos, k], [rows, pos, n_tracked].
     """
 
     model_name: str
@@ -67,10 +67,10 @@ class LensResult:
     kl_to_final: torch.Tensor
     candidate_ids: torch.Tensor
     candidate_log_probs: torch.Tensor
-    candidate_ranks: torch.Tensor
+    candidate_ranks: torch.Tensor | None
     tracked_ids: tuple[int, ...]
     tracked_log_probs: torch.Tensor
-    tracked_ranks: torch.Tensor
+    tracked_ranks: torch.Tensor | None
     token_text: dict[int, str] = field(default_factory=dict)
     dropped_tokens: int = 0
 
@@ -105,6 +105,9 @@ class LensResult:
 
     def ranks_of(self, token_id: int) -> torch.Tensor:
         """Rank (0 = top) of a tracked token at every row and position: [rows, pos]."""
+        if self.tracked_ranks is None:
+            raise InvalidOptionError("This lens ran with ranks=False; run it again with "
+                                     "ranks=True to count ranks.")
         return self.tracked_ranks[..., self._tracked_column(token_id)]
 
     def first_layer_with_final_top1(self, position: int) -> int:
@@ -182,14 +185,6 @@ def sign_sums(logits: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
     return sums
 
 
-def count_above(logits: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
-    """#logits strictly above each threshold ([R, w]), counted exactly (ties are not above)."""
-    counts = torch.empty(thresholds.shape, device=logits.device, dtype=torch.long)
-    for column in range(thresholds.shape[1]):
-        counts[:, column] = (logits > thresholds[:, column, None]).sum(-1)
-    return counts
-
-
 def ranks_from_signs(signs: torch.Tensor, n_columns: int, own_above: torch.Tensor) -> torch.Tensor:
     """Tokens strictly above each watched logit: (above - below + all) / 2, rounded down (one
     tie, usually the token's own column, adds a half), less the token itself where its own
@@ -199,13 +194,15 @@ def ranks_from_signs(signs: torch.Tensor, n_columns: int, own_above: torch.Tenso
 
 def stream_rows(rows: torch.Tensor, unembed: torch.Tensor, bias: torch.Tensor, k: int,
                 watched_ids: torch.Tensor, watched_logits: torch.Tensor,
-                final_probs: torch.Tensor, rows_per_position: int) -> tuple[_RowStats, torch.Tensor]:
+                final_probs: torch.Tensor, rows_per_position: int,
+                count_ranks: bool = True) -> tuple[_RowStats, torch.Tensor | None]:
     """Softmax statistics of `rows @ unembed + bias` ([R, V], never held whole), taken
     VOCAB_CHUNK columns at a time with an online log-sum-exp, and the rank of each watched token.
 
     Rows are ordered (layer, position) with `rows_per_position` layers; `final_probs` [pos, V]
     is the model's output distribution at those positions (for the KL), `watched_logits`
-    [R, w] the logits of tokens `watched_ids` [R, w] whose rank is counted (w may be 0).
+    [R, w] the logits of tokens `watched_ids` [R, w] whose rank is counted (w may be 0) when
+    `count_ranks` (a sum of signs per watched token and chunk: a fifth of the lens's time at k=5).
     """
     n_rows, vocab = rows.shape[0], unembed.shape[1]
     device = rows.device
@@ -237,20 +234,22 @@ def stream_rows(rows: torch.Tensor, unembed: torch.Tensor, bias: torch.Tensor, k
         merged_ids = torch.cat([stats.top_ids, ids + start], dim=-1)
         best = merged_values.topk(min(k, merged_values.shape[1]), dim=-1)
         stats.top_values, stats.top_ids = best.values, merged_ids.gather(-1, best.indices)
-        if watched_ids.shape[1]:
+        if count_ranks and watched_ids.shape[1]:
             stats.signs += sign_sums(logits, watched_logits).to(ACCUMULATE)
             inside = (watched_ids >= start) & (watched_ids < end)
             own = logits.gather(-1, (watched_ids - start).clamp(0, end - start - 1))
             own_above |= inside & (own > watched_logits)
+    if not count_ranks:
+        return stats, None
     return stats, ranks_from_signs(stats.signs, vocab, own_above)
 
 
 def lens_of_ids(model, token_ids: Sequence[int], k: int = 5, track: Sequence[int] = (),
-                prompt: str | None = None, truncate_left: bool = False,
+                prompt: str | None = None, truncate_left: bool = False, ranks: bool = True,
                 progress: Progress | None = None) -> LensResult:
     """The logit lens of a token sequence (BOS included if wanted). With `truncate_left`, a
     sequence longer than the model's window keeps its last n_ctx tokens (`result.note` says so);
-    otherwise it is refused."""
+    otherwise it is refused. `ranks=False` skips counting ranks (their fields are then None)."""
     info = model.info
     if not 1 <= k <= min(info.d_vocab, 100):
         raise InvalidOptionError(f"k must be between 1 and {min(info.d_vocab, 100)}; got {k}.")
@@ -277,12 +276,13 @@ def lens_of_ids(model, token_ids: Sequence[int], k: int = 5, track: Sequence[int
     tracked_tensor = torch.tensor(tracked, dtype=torch.long, device=normed.device)
     for start in range(0, n_pos, block):
         end = min(start + block, n_pos)
-        for name, value in lens_block(normed[:, start:end], unembed, bias, k,
-                                      tracked_tensor).items():
-            parts.setdefault(name, []).append(value.cpu())
+        for name, value in lens_block(normed[:, start:end], unembed, bias, k, tracked_tensor,
+                                      ranks).items():
+            parts.setdefault(name, []).append(None if value is None else value.cpu())
         report(end / n_pos, f"Unembedding positions {start}-{end - 1} of {n_pos}")
     # Blocks are consecutive positions: the position axis is 0 for candidate_ids, else 1.
-    joined = {name: torch.cat(values, dim=0 if name == "candidate_ids" else 1)
+    joined = {name: None if values[0] is None else
+              torch.cat(values, dim=0 if name == "candidate_ids" else 1)
               for name, values in parts.items()}
     shown_ids = sorted({*joined["top_ids"].unique().tolist(), *tracked, *ids})
     texts = dict(zip(shown_ids, model.display_tokens(shown_ids), strict=True))
@@ -296,11 +296,13 @@ def normalized_stream(model, token_ids: torch.Tensor) -> torch.Tensor:
     """The final LayerNorm (the model's own module) applied to every row of the stream."""
     stream = residual_stream(model, token_ids)
     with torch.no_grad(), model.lock:
-        return model.bridge.ln_final(stream)
+        for row in range(stream.shape[0]):  # in place, a row at a time: no second copy
+            stream[row] = model.bridge.ln_final(stream[row])
+    return stream
 
 
 def lens_block(normed: torch.Tensor, unembed: torch.Tensor, bias: torch.Tensor, k: int,
-               tracked: torch.Tensor) -> dict[str, torch.Tensor]:
+               tracked: torch.Tensor, ranks: bool = True) -> dict[str, torch.Tensor | None]:
     """Every statistic of a block of positions ([rows, pos, d] normalized stream)."""
     n_rows, n_pos, d_model = normed.shape
     with torch.no_grad():
@@ -312,7 +314,11 @@ def lens_block(normed: torch.Tensor, unembed: torch.Tensor, bias: torch.Tensor, 
         final_entropy = -torch.linalg.vecdot(final_probs, final_log_probs)
         watched = torch.cat([candidates, tracked.expand(n_pos, -1)], dim=-1)  # [pos, w]
         watched_final = final_log_probs.gather(-1, watched)
-        final_ranks = count_above(final_logits, final_logits.gather(-1, watched))
+        final_ranks = (ranks_from_signs(sign_sums(final_logits, final_logits.gather(-1, watched)),
+                                        final_logits.shape[1],
+                                        torch.zeros(watched.shape, dtype=torch.bool,
+                                                    device=watched.device))
+                       if ranks else None)
         del final_logits
         del final_log_probs
 
@@ -321,7 +327,7 @@ def lens_block(normed: torch.Tensor, unembed: torch.Tensor, bias: torch.Tensor, 
         watched_logits = (torch.einsum("rd,rwd->rw", early, unembed.T[watched_rows])
                           + bias[watched_rows])
         stats, early_ranks = stream_rows(early, unembed, bias, k, watched_rows, watched_logits,
-                                         final_probs, n_rows - 1)
+                                         final_probs, n_rows - 1, count_ranks=ranks)
         log_normalizer = stats.maximum + stats.total.log()
         entropy = log_normalizer - stats.weighted / stats.total
         kl = (log_normalizer - stats.final_dot - final_entropy.to(ACCUMULATE).repeat(n_rows - 1))
@@ -334,27 +340,27 @@ def lens_block(normed: torch.Tensor, unembed: torch.Tensor, bias: torch.Tensor, 
 
         n_candidates = candidates.shape[1]
         all_log_probs = rows(watched_log_probs.float(), watched_final)
-        all_ranks = rows(early_ranks, final_ranks)
+        all_ranks = rows(early_ranks, final_ranks) if ranks else None
         return {
             "top_ids": rows(stats.top_ids, final_top.indices),
             "top_log_probs": rows(top_log_probs.float(), final_top.values),
             "entropy": rows(entropy.float(), final_entropy),
-            "kl_to_final": rows(kl.clamp_min(0).float(), torch.zeros(n_pos)),
+            "kl_to_final": rows(kl.clamp_min(0).float(), torch.zeros(n_pos, device=kl.device)),
             "candidate_ids": candidates,
             "candidate_log_probs": all_log_probs[..., :n_candidates],
-            "candidate_ranks": all_ranks[..., :n_candidates],
+            "candidate_ranks": None if all_ranks is None else all_ranks[..., :n_candidates],
             "tracked_log_probs": all_log_probs[..., n_candidates:],
-            "tracked_ranks": all_ranks[..., n_candidates:],
+            "tracked_ranks": None if all_ranks is None else all_ranks[..., n_candidates:],
         }
 
 
-def logit_lens(model, prompt: str, k: int = 5, track: Sequence[int] = (),
+def logit_lens(model, prompt: str, k: int = 5, track: Sequence[int] = (), ranks: bool = True,
                progress: Progress | None = None) -> LensResult:
     """The logit lens of `prompt` (BOS first): top-k, entropy and KL to the final distribution
     at every layer boundary and position, plus probability and rank of each `track` token id.
     One forward pass; the unembedding runs in blocks (see `LensResult` for what is kept)."""
     checked = check_prompt(prompt, model)
-    return lens_of_ids(model, checked.token_ids, k=k, track=track, prompt=prompt,
+    return lens_of_ids(model, checked.token_ids, k=k, track=track, prompt=prompt, ranks=ranks,
                        progress=progress)
 
 
@@ -556,7 +562,8 @@ def explain_lens(result: LensResult, position: int | None = None) -> Explanation
     final_prob = float(result.candidate_log_probs[-1, position, 0].exp())
     forms = result.first_layer_with_final_top1(position)
     probs = result.candidate_log_probs[:, position, 0].exp().tolist()
-    ranks = result.candidate_ranks[:, position, 0].tolist()
+    ranks = (None if result.candidate_ranks is None
+             else result.candidate_ranks[:, position, 0].tolist())
     half = next((row for row, p in enumerate(probs) if p >= final_prob / 2), len(probs) - 1)
     entropy = result.entropy[:, position].tolist()
     kl = result.kl_to_final[:, position].tolist()
@@ -570,7 +577,7 @@ def explain_lens(result: LensResult, position: int | None = None) -> Explanation
         f"After position {position} ({md_escape(result.tokens[position])}) the model predicts "
         f"**{md_escape(answer)}** with p = {fmt(final_prob)}.",
         f"- It becomes the lens's top-1 token **{at_row(result.layers[forms])}** and stays top-1 from "
-        f"there on (at the embeddings it ranks {ranks[0]}).",
+        "there on" + ("." if ranks is None else f" (at the embeddings it ranks {ranks[0]}).") ,
         f"- It first reaches half its final probability {at_row(result.layers[half])}.",
         f"- Entropy is {fmt(entropy[0])} nats at the embeddings and {fmt(entropy[-1])} nats "
         f"at the output; KL to the final distribution drops below 1 nat "

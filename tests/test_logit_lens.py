@@ -48,10 +48,13 @@ def check_against_reference(result, logits, tracked=()):
     assert torch.allclose(result.candidate_log_probs,
                           log_probs.gather(-1, candidates.expand(logits.shape[0], -1, -1)),
                           atol=1e-4)
+    for token in tracked:
+        assert torch.allclose(result.probs_of(token), log_probs[..., token].exp(), atol=1e-5)
+    if result.candidate_ranks is None:  # a lens run with ranks=False
+        return
     above = (logits[..., None, :] > gathered[..., None]).sum(-1)
     assert torch.equal(result.candidate_ranks, above)
     for token in tracked:
-        assert torch.allclose(result.probs_of(token), log_probs[..., token].exp(), atol=1e-5)
         assert torch.equal(result.ranks_of(token),
                            (logits > logits[..., token, None]).sum(-1))
 
@@ -77,6 +80,15 @@ def test_blocks_and_vocabulary_chunks_change_nothing(tiny_model, monkeypatch):
 @pytest.fixture(scope="module")
 def demo_model():
     return load_model("demo", device="cpu")
+
+
+def test_without_ranks_every_other_number_is_unchanged(tiny_model):
+    """Reference: HF's full distributions, as above; ranks are left out (None) and refused."""
+    result = logit_lens(tiny_model, PROMPT, k=5, track=(PARIS,), ranks=False)
+    check_against_reference(result, hf_lens(tiny_model, list(result.token_ids)), (PARIS,))
+    assert result.candidate_ranks is None
+    with pytest.raises(InvalidOptionError, match="ranks=True"):
+        result.ranks_of(PARIS)
 
 
 def test_last_row_is_the_demo_models_own_log_probs(demo_model):

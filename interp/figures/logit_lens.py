@@ -14,7 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from interp.errors import invalid_choice
+from interp.errors import InvalidOptionError, invalid_choice
 from interp.explain import md_escape
 from interp.figures import CaptionedFigure, CaptionedTable, plot_text, register_figure
 from interp.figures.prediction import probability_label
@@ -81,6 +81,8 @@ def lens_evolution(result: LensResult, position: int, token_id: int | None) -> g
     figure = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
                            subplot_titles=("probability", "rank (0 = top)"))
     layers = list(result.layers)
+    if result.candidate_ranks is None:
+        raise InvalidOptionError("The evolution view needs ranks; run the lens with ranks=True.")
     lines = [(f"{rank + 1}. {result.text_of(int(t))}",
               result.candidate_log_probs[:, position, rank].exp().tolist(),
               result.candidate_ranks[:, position, rank].tolist())
