@@ -23,7 +23,6 @@ allocations. Without /proc (not Linux), a psutil sampler (every 2 ms) stands in.
 from __future__ import annotations
 
 import gc
-import os
 import statistics
 import threading
 import time
@@ -31,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from bench.harness import Entry, entry, small_gpt2_dir
+from bench.harness import Entry, bench_threads, entry, small_gpt2_dir
 
 N_TOKENS = 64
 LONG_TOKENS = 1024
@@ -109,13 +108,8 @@ def peak_extra_mb(function) -> tuple[float, float, str]:
 
 
 def run() -> list[Entry]:
-    threads_before = torch.get_num_threads()
-    threads = int(os.environ.get("BENCH_TORCH_THREADS", "1"))
-    torch.set_num_threads(threads)
-    try:
+    with bench_threads() as threads:
         return measure(threads)
-    finally:
-        torch.set_num_threads(threads_before)
 
 
 def measure(threads: int) -> list[Entry]:
