@@ -140,7 +140,9 @@ def residual_stream(model, token_ids: torch.Tensor) -> torch.Tensor:
     hooks.append(("ln_final.hook_in", keep(n_layers, stop=True)))
     with torch.no_grad(), model.hooked(hooks) as bridge:
         try:
-            bridge(token_ids.to(model.device))
+            # No KV cache: it would hold every layer's keys and values (75 MB at 1,024 tokens
+            # on GPT-2 small) for a forward pass that is never continued.
+            bridge(token_ids.to(model.device), use_cache=False)
         except _StopForward:
             pass
     return stream
@@ -476,7 +478,7 @@ def direct_logit_attribution(model, prompt: str, target: int | str | None = None
     for layer in range(info.n_layers):
         names += [f"blocks.{layer}.attn.hook_z", f"blocks.{layer}.hook_mlp_out"]
     with torch.no_grad(), model.hooked([(name, keep(name)) for name in names]) as hooked:
-        logits = hooked(checked.as_tensor().to(model.device))[0]
+        logits = hooked(checked.as_tensor().to(model.device), use_cache=False)[0]
         target_id = (int(logits[-1].argmax()) if target is None
                      else resolve_token(model, target, "target"))
         contrast_id = None if contrast is None else resolve_token(model, contrast, "contrast")
