@@ -150,6 +150,44 @@ def check_rendered(page, where: str, model_expected: bool) -> list[str]:
     return problems
 
 
+# Text the page cuts off: an ellipsis or clipped overflow on a text element, a selectbox whose
+# chosen option is wider than its box, a Plotly title wider than its chart. Tables, charts' own
+# text and the tab bar (it scrolls) are left out.
+LAYOUT_CHECK_JS = """
+() => {
+  const found = [];
+  const skip = '[data-testid="stDataFrame"], .js-plotly-plot, [role="tablist"]';
+  const roots = document.querySelectorAll('[data-testid="stMain"], [data-testid="stSidebar"]');
+  for (const root of roots) for (const el of root.querySelectorAll('*')) {
+    if (el.clientWidth === 0 || el.scrollWidth <= el.clientWidth + 1 || el.closest(skip)) continue;
+    const style = getComputedStyle(el);
+    const clips = style.textOverflow === 'ellipsis' || style.overflowX === 'hidden'
+                  || style.whiteSpace === 'nowrap';
+    const text = el.matches('input[role="combobox"]') ? el.value
+                 : (clips && el.children.length <= 1 ? el.textContent.trim() : '');
+    if (text) {
+      const holder = el.closest('[data-testid]');
+      found.push(`${holder ? holder.dataset.testid : el.tagName} cuts off "${text.slice(0, 60)}"`);
+    }
+  }
+  for (const plot of document.querySelectorAll('.js-plotly-plot')) {
+    const svg = plot.querySelector('svg.main-svg'), title = plot.querySelector('.gtitle');
+    if (!svg || !title) continue;
+    const chart = svg.getBoundingClientRect(), box = title.getBoundingClientRect();
+    if (box.right > chart.right + 1 || box.left < chart.left - 1) {
+      found.push(`a chart's title is wider than the chart: "${title.textContent.slice(0, 60)}"`);
+    }
+  }
+  return found;
+}
+"""
+
+
+def layout_problems(page, where: str) -> list[str]:
+    """Text the page as rendered now cuts off (see LAYOUT_CHECK_JS)."""
+    return [f"{where}: {problem}" for problem in page.evaluate(LAYOUT_CHECK_JS)]
+
+
 def screenshot(page, folder: Path, name: str) -> Path:
     path = folder / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
@@ -211,5 +249,7 @@ def run_main_action(page, url_path: str, action: tuple[str, str], folder: Path,
     problems = check_rendered(page, where, model_expected=True)
     if not appeared:
         problems.append(f"{where}: no {result_test_id} element shows a result")
+    page.wait_for_timeout(500)  # charts lay out their titles a moment after mounting
+    problems += layout_problems(page, where)
     screenshot(page, folder, f"{url_path}-after-action")
     return problems

@@ -97,6 +97,12 @@ def to_csv(result, **options) -> bytes:
 def matrix_csv(result: PatchingResult) -> bytes:
     """The normalized map: rows are layers, columns heads or the clean prompt's positions."""
     rows = [f"L{layer}" for layer in range(result.values.shape[0])]
+    if result.granularity == "head_pos":
+        n_layers, n_heads, n_pos = result.normalized.shape
+        return matrix_to_csv(result.normalized.reshape(-1, n_pos),
+                             [f"L{layer} H{head}" for layer in range(n_layers)
+                              for head in range(n_heads)],
+                             export_labels(result.token_texts or result.tokens), corner="head")
     if result.granularity == "head":
         columns = [f"H{head}" for head in range(result.values.shape[1])]
     else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from difflib import SequenceMatcher
 from functools import cache
 
 # Metadata of a result field meant for the screen only (display tokens with their marks): exports
@@ -95,6 +96,16 @@ def export_labels(texts: Sequence[str]) -> list[str]:
     """Position labels for exported tables: index plus the raw text, quoted so leading spaces
     and newlines stay readable ('2: " Mary"')."""
     return [f"{i}: {json.dumps(text, ensure_ascii=False)}" for i, text in enumerate(texts)]
+
+
+def differing_tokens(ids: Sequence[int], other_ids: Sequence[int]) -> list[bool]:
+    """For each token of `ids`, whether it lies outside the longest common token runs shared
+    with `other_ids` (difflib's alignment): what the second prompt changed, inserted or lacks."""
+    same = [False] * len(ids)
+    matcher = SequenceMatcher(a=list(ids), b=list(other_ids), autojunk=False)
+    for block in matcher.get_matching_blocks():
+        same[block.a:block.a + block.size] = [True] * block.size
+    return [not s for s in same]
 
 
 def axis_labels(tokens: Sequence[str]) -> list[str]:

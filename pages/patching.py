@@ -107,15 +107,15 @@ TASK_INPUTS = {"agreement": agreement_inputs, "ioi": ioi_inputs, "fact": fact_in
 
 
 def sweep_options() -> tuple[list[str], str, str, bool]:
-    left, middle, right = st.columns([2, 1, 1])
-    chosen = ask(left.multiselect, "What to patch", "sweeps", list(sweeps.SWEEPS),
+    chosen = ask(st.multiselect, "What to patch", "sweeps", list(sweeps.DEFAULT_SWEEPS),
                  options=list(sweeps.SWEEPS))
-    attribution = ask(left.checkbox, "Also run attribution patching and compare", "attribution",
+    attribution = ask(st.checkbox, "Also run attribution patching and compare", "attribution",
                       True)
+    middle, right = st.columns(2)
     direction = ask(middle.radio, "Direction", "direction", "denoising", options=list(DIRECTIONS))
     metric = ask(right.selectbox, "Metric", "metric", sweeps.AUTO_METRIC,
-                 options=[sweeps.AUTO_METRIC, *tasks.METRICS],
-                 format_func=lambda m: f"{m}: {sweeps.METRIC_HELP[m]}")
+                 options=[sweeps.AUTO_METRIC, *tasks.METRICS])
+    right.caption(sweeps.METRIC_HELP[metric])
     return chosen, direction, metric, attribution
 
 
@@ -149,14 +149,15 @@ def task_summary(run: sweeps.PatchingRun, side: kit.Side) -> None:
                       on_click=swap_prompts)
 
 
+def map_view(run: sweeps.PatchingRun, result, key: str) -> None:
+    shown = kit.show(result, key=f"{key}.{result.method}")
+    kit.export_buttons(result, shown, key=f"{key}.{result.method}.export",
+                       json_extra={"task": run.task, "metric_choice": run.metric})
+
+
 def sweep_view(run: sweeps.PatchingRun, outcome: sweeps.SweepOutcome, key: str,
                expanded: bool) -> None:
-    maps = [outcome.exact] + ([outcome.approx] if outcome.approx is not None else [])
-    for column, result in zip(st.columns(len(maps)), maps, strict=True):
-        with column:
-            shown = kit.show(result, key=f"{key}.{result.method}")
-            kit.export_buttons(result, shown, key=f"{key}.{result.method}.export",
-                               json_extra={"task": run.task, "metric_choice": run.metric})
+    map_view(run, outcome.exact, key)
     if outcome.agreement is not None:
         agreement = outcome.agreement
         verdict = "agree" if agreement.agrees else "do **not** agree"
@@ -165,6 +166,8 @@ def sweep_view(run: sweeps.PatchingRun, outcome: sweeps.SweepOutcome, key: str,
                     f"{agreement.scale_ratio:.3g}.")
         for note in agreement.notes:
             st.warning(md_escape(note))
+        with st.expander("Attribution patching's estimate of this map"):
+            map_view(run, outcome.approx, key)
     elif outcome.approx_error:
         st.info(f"No attribution estimate for this site: {md_escape(outcome.approx_error)}")
     kit.explain_panel(outcome.exact, key=f"{key}.explain", expanded=expanded,
@@ -173,7 +176,6 @@ def sweep_view(run: sweeps.PatchingRun, outcome: sweeps.SweepOutcome, key: str,
 
 @st.fragment
 def ranked_view(run: sweeps.PatchingRun, side: kit.Side) -> None:
-    st.subheader("Most important components")
     threshold = kit.remembered(st.slider, "Show components whose |effect| is at least",
                                side.key(P + "threshold"), 0.1, min_value=0.0, max_value=1.0,
                                step=0.05)
@@ -184,7 +186,6 @@ def ranked_view(run: sweeps.PatchingRun, side: kit.Side) -> None:
 
 @st.fragment
 def verb_curves_view(run: sweeps.PatchingRun, side: kit.Side) -> None:
-    st.subheader("Both verbs, layer by layer")
     labels = axis_labels(run.curves.tokens)
     position = int(kit.remembered(
         st.selectbox, "Position to patch", side.key(P + "curve_position"),
@@ -198,13 +199,19 @@ def verb_curves_view(run: sweeps.PatchingRun, side: kit.Side) -> None:
 def show_run(run: sweeps.PatchingRun, side: kit.Side) -> None:
     st.header("Results")
     task_summary(run, side)
-    tabs = st.tabs([outcome.label for outcome in run.sweeps])
-    for index, (tab, outcome) in enumerate(zip(tabs, run.sweeps, strict=True)):
+    extra = ["Most important components"] + (
+        ["Both verbs, layer by layer"] if run.curves is not None else [])
+    tabs = st.tabs([o.label for o in run.sweeps] + extra)
+    n = len(run.sweeps)
+    sweep_tabs, ranked_tab, curves_tab = tabs[:n], tabs[n], tabs[n + 1:]
+    for index, (tab, outcome) in enumerate(zip(sweep_tabs, run.sweeps, strict=True)):
         with tab:
             sweep_view(run, outcome, side.key(f"{P}sweep.{index}"), expanded=index == 0)
-    if run.curves is not None:
-        verb_curves_view(run, side)
-    ranked_view(run, side)
+    with ranked_tab:
+        ranked_view(run, side)
+    for tab in curves_tab:
+        with tab:
+            verb_curves_view(run, side)
     kit.export_buttons(run, None, key=side.key(P + "export.all"), name="patching_run")
 
 
@@ -219,6 +226,9 @@ def view(side: kit.Side) -> None:
         kit.show_error(error)
     if clicked and task is not None:
         kit.forget(side.key(P + "curve_position"))  # a new run starts at its subject
+    kept = kit.last_result(side.key(P + "results"))
+    if kept is not None and kept.task is not None and kept.task.kind != kind:
+        kit.drop_result(side.key(P + "results"))  # another task's maps would only mislead
     run = kit.result_on_click(side.key(P + "results"), signature, clicked and task is not None,
                               ACTION, sweeps.run_sweeps, side.model, task, chosen_sweeps,
                               direction, metric, attribution)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from pages.common import CUSTOM_CHOICE, PAGES, Keys
+from pages.common import COMPARE_MODELS, CUSTOM_CHOICE, PAGES, Keys
 from tests.conftest import APP_PATH
 
 TIMEOUT = 90
@@ -98,6 +98,37 @@ def test_compare_prompts_side_by_side(tiny_model_dir):
     assert len(app.get("plotly_chart")) == 2
 
 
+def test_comparing_prompts_shows_one_model_card_and_marks_the_tokens_that_differ(tiny_model_dir):
+    """Reference: the prompts differ in one word, so by hand exactly " cat" / " dog" (position
+    2) differ and every other token is shared; one model means one card."""
+    app = app_on(tiny_model_dir, **{Keys.PROMPT: "The cat sat on the mat",
+                                    Keys.COMPARE: True, Keys.PROMPT_B: "The dog sat on the mat"})
+    assert not app.exception and not app.error
+    assert [m.label for m in app.metric].count("Layers") == 1
+    first, second = (frame.value for frame in app.dataframe)
+    for table, word in ((first, "␣cat"), (second, "␣dog")):
+        assert list(table.loc[table["differs"], "token"]) == [word]
+    assert "Shaded: 1 token(s)" in texts(app)
+
+
+def test_comparing_a_model_with_itself_shows_its_card_once(tiny_model_dir):
+    """Reference: both sides on the same model (the default second choice is the first's)."""
+    app = app_on(tiny_model_dir, **{Keys.MODEL: "demo", Keys.COMPARE: True,
+                                    Keys.COMPARE_MODE: COMPARE_MODELS, Keys.MODEL_B: "demo"})
+    assert not app.exception and not app.error
+    assert [m.label for m in app.metric].count("Layers") == 1
+
+
+def test_comparing_models_shows_each_sides_model_card(tiny_model_dir):
+    """Reference: two sides on two models, so two cards (the demo model's 4 layers beside the
+    tiny model's 2)."""
+    app = app_on(tiny_model_dir, **{Keys.COMPARE: True, Keys.COMPARE_MODE: COMPARE_MODELS,
+                                    Keys.MODEL_B: "demo"})
+    assert not app.exception and not app.error
+    layers = [m.value for m in app.metric if m.label == "Layers"]
+    assert layers == ["2", "4"]
+
+
 def test_bad_model_folder_is_a_message_with_alternatives(tmp_path):
     app = app_on(tmp_path / "missing")
     assert not app.exception
@@ -113,7 +144,7 @@ def test_offline_the_app_opens_on_the_labelled_demo_model(monkeypatch):
     assert app.session_state[Keys.MODEL] == "demo"
     assert "Demo model, not GPT-2" in texts(app)
     assert "GPT-2 is not loaded because" in texts(app)
-    assert app.subheader[0].value == "Demo model (bundled, not GPT-2)"
+    assert app.subheader[0].value == "Demo model (not GPT-2)"
 
 
 def test_every_page_is_registered_once():
@@ -136,4 +167,4 @@ def test_the_demo_card_names_no_server_path_and_one_parameter_count():
     assert str(DEMO_MODEL_DIR) not in shown.replace("\\", "")  # Markdown escapes removed
     assert MODEL_REGISTRY["demo"].n_params == 1_051_520
     assert {m.label: m.value for m in app.metric}["Parameters"] == "1.05M"
-    assert "1.05M params" in model_label("demo")
+    assert model_label("demo").endswith(" · 1.05M")

@@ -1,5 +1,8 @@
 """Real-browser smoke test: every registered page renders in headless Chromium without an exception.
 
+The same run checks the layout at 1400 px (every page, after its main action, and compare mode)
+and at 800 px wide: no text cut off, no chart title wider than its chart (screenshots kept).
+
 It starts `streamlit run streamlit_app.py` on a free port (offline), opens each page of
 `pages.common.PAGES` with Playwright driving Debian's Chromium (a browser is never downloaded),
 waits until the script run has finished, fails on any exception box, clicks the page's main
@@ -34,6 +37,8 @@ from bench.browser import (
     app_server,
     browser_page,
     check_rendered,
+    click_and_wait,
+    layout_problems,
     main_action,
     run_main_action,
     screenshot,
@@ -118,6 +123,7 @@ def visit(page, url: str, name: str, model_expected: bool) -> list[str]:
     icon = page.locator("link[rel='shortcut icon']").first.get_attribute("href") or ""
     if icon.startswith(("http://", "https://")) and "127.0.0.1" not in icon:
         problems.append(f"{name}: the page icon is fetched from {icon} (fails offline)")
+    problems += layout_problems(page, name)
     expected_text = PAGE_TEXT.get(name)
     if expected_text and expected_text not in main.inner_text():
         problems.append(f"{name}: {expected_text!r} not shown")
@@ -144,4 +150,47 @@ def test_every_page_renders_without_exception(app_url, page):
     print(f"browser smoke run: {len(PAGES)} pages, model "
           f"{default_model_key() or 'none available offline'}, "
           f"{time.monotonic() - start:.1f} s; screenshots in {ARTIFACTS}")
+    assert not problems, "\n".join(problems)
+
+
+def test_every_page_fits_an_800_px_window(app_url, page):
+    """Reference: the rule that nothing on a page is cut off (LAYOUT_CHECK_JS), at the narrowest
+    width a laptop user splits a screen to."""
+    if default_model_key() is None:
+        pytest.skip("no model loads offline: the pages show only their 'can't load' message")
+    page.set_viewport_size({"width": 800, "height": 1400})
+    problems = []
+    try:
+        for entry in PAGES:
+            url = f"{app_url}/" if entry is PAGES[0] else f"{app_url}/{entry.url_path}"
+            name = f"{entry.url_path}-800px"
+            page.goto(url, wait_until="domcontentloaded")
+            wait_for_app_shell(page, entry.url_path, PAGES[0].url_path)
+            problems += check_rendered(page, name, True) + layout_problems(page, name)
+            action = main_action(entry)
+            if action:
+                problems += run_main_action(page, name, action, ARTIFACTS)
+            screenshot(page, ARTIFACTS, name)
+    finally:
+        page.set_viewport_size({"width": 1400, "height": 1600})
+    assert not problems, "\n".join(problems)
+
+
+def test_compare_by_model_fits_side_by_side_at_1400_px(app_url, page):
+    """Reference: as above, in half-width columns (the item-10 report: "Vocabul... 1,..." at
+    1400 px); both sides start on the same model, so its card is shown once (item 12)."""
+    if default_model_key() is None:
+        pytest.skip("no model loads offline: the pages show only their 'can't load' message")
+    page.goto(f"{app_url}/", wait_until="domcontentloaded")
+    wait_for_app_shell(page, PAGES[0].url_path, PAGES[0].url_path)
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    click_and_wait(page, sidebar.get_by_text("Compare", exact=True))
+    click_and_wait(page, sidebar.get_by_text("Second model", exact=True))
+    problems = check_rendered(page, "home compare", True)
+    cards = page.locator('[data-testid="stMetricLabel"]').filter(has_text="Layers").count()
+    if cards != 1:
+        problems.append(f"home compare: {cards} model cards shown for one model, expected 1")
+    problems += layout_problems(page, "home compare")
+    screenshot(page, ARTIFACTS, "home-compare-models-1400px")
+    click_and_wait(page, sidebar.get_by_text("Compare", exact=True))  # leave the session as found
     assert not problems, "\n".join(problems)

@@ -102,6 +102,36 @@ def test_results_survive_a_bad_edit_and_a_page_switch(tiny_model_dir):
     assert len(app.get("plotly_chart")) == 2
 
 
+def test_head_parts_and_heads_by_position_run_on_the_page(tiny_model_dir):
+    """Reference: the tiny model's shape (2 layers x 4 heads) and the prompt's token count fix
+    each heatmap's rows and columns; the CSV export has one row per head for head x position."""
+    chosen = ["Heads by position (z)", "Head queries (q)", "Attention patterns (pattern)"]
+    app = page_on(tiny_model_dir, sweeps=chosen, attribution=False, task_kind="custom")
+    run_button(app).click().run()
+    assert not app.exception and not app.error, errors(app)
+    run = app.session_state["kit.results"]["patching.results"][1]
+    shapes = [tuple(outcome.exact.values.shape) for outcome in run.sweeps]
+    n_tokens = run.task.n_tokens
+    assert shapes == [(2, 4, n_tokens), (2, 4), (2, 4)]
+    assert len(app.get("plotly_chart")) == 3
+    from interp.export import to_csv
+    rows = to_csv(run.sweeps[0].exact).decode().strip().splitlines()
+    assert len(rows) == 1 + 2 * 4 and rows[1].startswith("L0 H0,")
+
+
+def test_changing_the_task_clears_the_previous_tasks_maps(tiny_model_dir):
+    """Reference: the issue's rule: maps made for another task are not shown beside its inputs;
+    changing only an input of the same task keeps them, marked as from an earlier run."""
+    app = page_on(tiny_model_dir, sweeps=["Residual stream (resid_pre)"], attribution=False)
+    run_button(app).click().run()
+    assert len(app.get("plotly_chart")) == 2
+    app.radio(key="patching.task_kind.widget").set_value("custom").run()
+    assert not app.exception and not app.get("plotly_chart")
+    assert "Press Run patching" in texts(app)
+    app.radio(key="patching.task_kind.widget").set_value("agreement").run()
+    assert not app.get("plotly_chart")  # cleared, not hidden
+
+
 def test_threshold_filters_the_ranked_table(tiny_model_dir):
     """Reference: the rows are picked and ordered by hand from two hand-made maps; on the page,
     the table's length is counted from the kept run's normalized map with torch."""

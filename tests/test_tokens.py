@@ -52,3 +52,12 @@ def test_special_token_is_shown_by_name():
 def test_axis_labels_are_unique_even_for_repeated_tokens():
     labels = axis_labels(["␣the", "␣cat", "␣the"])
     assert len(set(labels)) == 3 and labels[2] == "2: ␣the"
+
+
+def test_differing_tokens_marks_what_the_other_sequence_changed_inserted_or_lacks():
+    """Hand-aligned cases: one substitution, one insertion, nothing in common."""
+    from interp.tokens import differing_tokens
+    assert differing_tokens([1, 2, 3, 4], [1, 9, 3, 4]) == [False, True, False, False]
+    assert differing_tokens([1, 2, 7, 3], [1, 2, 3]) == [False, False, True, False]
+    assert differing_tokens([5, 6], [7, 8]) == [True, True]
+    assert differing_tokens([1, 2], [1, 2]) == [False, False]

@@ -30,14 +30,14 @@ class GroqModel:
 
 # Groq's chat models as listed on console.groq.com/docs/models (production: the first four) and
 # in the groq 1.7 client's own model hints; Groq retires models, so a typed-in id is allowed too.
-GROQ_MODELS = (
-    GroqModel("openai/gpt-oss-20b", "GPT-OSS 20B (OpenAI, open weights; fast, default)"),
-    GroqModel("openai/gpt-oss-120b", "GPT-OSS 120B (OpenAI, open weights)"),
-    GroqModel("llama-3.3-70b-versatile", "Llama 3.3 70B Versatile (Meta)"),
-    GroqModel("llama-3.1-8b-instant", "Llama 3.1 8B Instant (Meta; fastest)"),
-    GroqModel("qwen/qwen3-32b", "Qwen3 32B (Alibaba; preview)"),
-    GroqModel("meta-llama/llama-4-scout-17b-16e-instruct", "Llama 4 Scout 17B (Meta; preview)"),
-    GroqModel("moonshotai/kimi-k2-instruct", "Kimi K2 (Moonshot AI; preview)"),
+GROQ_MODELS = (  # labels short enough for the sidebar's picker (~30 characters show)
+    GroqModel("openai/gpt-oss-20b", "GPT-OSS 20B · fast, default"),
+    GroqModel("openai/gpt-oss-120b", "GPT-OSS 120B (OpenAI)"),
+    GroqModel("llama-3.3-70b-versatile", "Llama 3.3 70B Versatile"),
+    GroqModel("llama-3.1-8b-instant", "Llama 3.1 8B · fastest"),
+    GroqModel("qwen/qwen3-32b", "Qwen3 32B · preview"),
+    GroqModel("meta-llama/llama-4-scout-17b-16e-instruct", "Llama 4 Scout 17B · preview"),
+    GroqModel("moonshotai/kimi-k2-instruct", "Kimi K2 · preview"),
 )
 GROQ_MODEL_IDS = tuple(model.id for model in GROQ_MODELS)
 

@@ -44,16 +44,17 @@ def diverging_heatmap(result: PatchingResult, z, raw, x_labels, y_labels, x_titl
         hovertemplate=(f"{y_title} %{{y}}, {x_title} %{{x}}<br>effect = %{{z:.3f}}<br>"
                        f"{result.metric_name} = %{{customdata:.4f}}<extra></extra>")))
     figure.update_layout(
-        title=title, xaxis_title=x_title, yaxis_title=y_title, yaxis_autorange="reversed",
-        margin=dict(l=10, r=10, t=50, b=10))
+        title=dict(text=title, font=dict(size=15)), xaxis_title=x_title, yaxis_title=y_title,
+        yaxis_autorange="reversed", margin=dict(l=10, r=10, t=70, b=10))
     return figure
 
 
 def describe(result: PatchingResult) -> str:
     kind = "path patching" if result.options.get("kind") == "path" else (
         "attribution patching" if result.method == "attribution" else "activation patching")
-    return (f"{kind} of {result.site} ({result.direction}), {result.metric_name}: "
-            f"clean {result.clean_value:.3f}, corrupted {result.corrupted_value:.3f}")
+    # Two short lines: one long line is cut off in a half-width column or an 800 px window.
+    return (f"{kind} of {result.site} ({result.direction})<br><sub>{result.metric_name}: "
+            f"clean {result.clean_value:.3f}, corrupted {result.corrupted_value:.3f}</sub>")
 
 
 def token_axis(tokens) -> list[str]:
@@ -81,7 +82,8 @@ def layer_head_heatmap(result: PatchingResult, position: int | None = None,
             raise InvalidOptionError(
                 f"This result is per position: choose a position from 0 to {values.shape[-1] - 1}.")
         values, effect = values[..., position], effect[..., position]
-        title = title or f"{describe(result)} at position {token_axis(result.tokens)[position]}"
+        title = title or (f"{describe(result)}<br><sub>at position "
+                          f"{token_axis(result.tokens)[position]}</sub>")
     elif result.granularity != "head":
         raise InvalidOptionError(
             f"layer_head_heatmap draws layer x head results, not {result.granularity!r}; use "
@@ -91,6 +93,19 @@ def layer_head_heatmap(result: PatchingResult, position: int | None = None,
                    [f"H{head}" for head in range(n_heads)],
                    [f"L{layer}" for layer in range(n_layers)], "head", "layer",
                    title or describe(result))
+
+
+def head_pos_heatmap(result: PatchingResult, title: str | None = None) -> go.Figure:
+    """Every head (rows, "L1 H3") by token position (columns) for a "head_pos" result."""
+    if result.granularity != "head_pos":
+        raise InvalidOptionError(
+            f"head_pos_heatmap draws head x position results, not {result.granularity!r}.")
+    n_layers, n_heads, n_pos = result.values.shape
+    return diverging_heatmap(result, result.effect.reshape(-1, n_pos).tolist(),
+                             result.values.reshape(-1, n_pos).tolist(), token_axis(result.tokens),
+                             [f"L{layer} H{head}" for layer in range(n_layers)
+                              for head in range(n_heads)],
+                             "position", "head", title or describe(result))
 
 
 def verb_curves_figure(curves: VerbCurves, position: int) -> go.Figure:
@@ -122,8 +137,13 @@ def verb_curves_figure(curves: VerbCurves, position: int) -> go.Figure:
 
 
 def heatmap(result: PatchingResult) -> go.Figure:
-    """The heatmap that fits the result's granularity (layer x head, or layer x position)."""
-    return layer_head_heatmap(result) if result.granularity == "head" else layer_pos_heatmap(result)
+    """The heatmap that fits the result's granularity (layer x head, head x position, or layer x
+    position)."""
+    if result.granularity == "head":
+        return layer_head_heatmap(result)
+    if result.granularity == "head_pos":
+        return head_pos_heatmap(result)
+    return layer_pos_heatmap(result)
 
 
 def heatmap_caption(result: PatchingResult) -> str:
@@ -133,8 +153,13 @@ def heatmap_caption(result: PatchingResult) -> str:
                 "corrupted activation) x gradient of the metric. Compare it with the exact map.")
     meaning = f"Colour is the {result.direction} {EFFECT_MEANING[result.direction]}."
     if result.granularity == "head":
-        layout = ("Each cell is one attention head (row = layer, column = head), patched at all "
-                  "positions at once.")
+        layout = (f"Each cell is one attention head's `{result.site}` (row = layer, column = "
+                  "head), patched at all positions at once.")
+    elif result.granularity == "head_pos":
+        layout = (f"Rows are attention heads, columns token positions. Each cell patches one "
+                  f"head's `{result.site}` at one position"
+                  + (" (for the pattern: that query's row of attention)."
+                     if result.site == "pattern" else "."))
     else:
         layout = (f"Rows are layers, columns token positions of the clean prompt. Each cell "
                   f"patches `{result.site}` at one layer and one position.")

@@ -26,9 +26,9 @@ def top_k_bars(prediction: NextTokenPrediction, title: str | None = None) -> go.
         customdata=list(prediction.top_logits)[::-1],
         hovertemplate="p = %{x:.4f}<br>logit = %{customdata:.3f}<extra></extra>"))
     figure.update_layout(
-        title=title or f"Next token after the prompt ({plot_text(prediction.model_name)})",
-        xaxis_title="probability", yaxis_title=None, height=60 + 28 * len(labels),
-        margin=dict(l=10, r=60, t=40, b=10))
+        title=title or f"Next token<br><sub>after the prompt, {plot_text(prediction.model_name)}</sub>",
+        xaxis_title="probability", yaxis_title=None, height=80 + 28 * len(labels),
+        margin=dict(l=10, r=60, t=60, b=10))
     return figure
 
 

@@ -34,13 +34,21 @@ from interp.patching_tasks import (
 TASK_LABELS = {"agreement": "Subject-verb agreement", "ioi": "Indirect object (IOI)",
                "fact": "Fact recall", "custom": "Custom pair"}
 FACT_COLUMNS = ("prompt", "subject", "answer")
-# What can be swept: label -> (site, granularity).
+# What can be swept: label -> (site, granularity). The first four run by default; the others
+# split a head into its parts or its positions (path patching needs sender and receiver choices:
+# `interp.patching.path`).
 SWEEPS = {
     "Residual stream (resid_pre)": ("resid_pre", "layer_pos"),
     "Attention output (attn_out)": ("attn_out", "layer_pos"),
     "MLP output (mlp_out)": ("mlp_out", "layer_pos"),
     "Attention heads (z)": ("z", "head"),
+    "Heads by position (z)": ("z", "head_pos"),
+    "Head queries (q)": ("q", "head"),
+    "Head keys (k)": ("k", "head"),
+    "Head values (v)": ("v", "head"),
+    "Attention patterns (pattern)": ("pattern", "head"),
 }
+DEFAULT_SWEEPS = tuple(SWEEPS)[:4]
 AUTO_METRIC = "auto"
 METRIC_HELP = {
     AUTO_METRIC: "logit difference when the task has a wrong answer, else the correct answer's "

@@ -63,11 +63,21 @@ def default_model_key() -> str | None:
 def model_label(key: str) -> str:
     if key == CUSTOM_CHOICE:
         return "Other: Hugging Face id or local folder"
+    # Short enough for the sidebar's picker (~30 characters show); the RAM is in `model_note`.
     spec: ModelSpec = MODEL_REGISTRY[key]
-    size = f"{param_count_label(spec.n_params)} params"
-    ram = f"~{spec.ram_gb:g} GB RAM" if spec.ram_gb >= 0.1 else "<0.1 GB RAM"
-    where = "" if is_available(spec) else " · needs download"
-    return f"{spec.label} · {size} · {ram}{where}"
+    where = "" if is_available(spec) else " · download"
+    return f"{spec.label} · {param_count_label(spec.n_params)}{where}"
+
+
+def model_note(key: str) -> str:
+    """The chosen model's size, memory and whether it must be downloaded, in one line."""
+    if key == CUSTOM_CHOICE:
+        return "Any causal language model TransformerLens supports, by Hub id or folder."
+    spec: ModelSpec = MODEL_REGISTRY[key]
+    ram = f"~{spec.ram_gb:g} GB of RAM" if spec.ram_gb >= 0.1 else "under 0.1 GB of RAM"
+    where = ("in the local cache" if is_available(spec)
+             else "needs a download from the Hugging Face Hub")
+    return f"{param_count_label(spec.n_params)} parameters, {ram}; {where}."
 
 
 def chosen_model_name(choice_key: str = Keys.MODEL) -> str:

@@ -106,6 +106,11 @@ def run_and_remember(key: str, signature, fn: Callable, *args, **kwargs):
     return result
 
 
+def drop_result(key: str) -> None:
+    """Forget the result kept under `key` (e.g. one made for another task)."""
+    st.session_state.get(Keys.RESULTS, {}).pop(key, None)
+
+
 def is_stale(key: str, signature) -> bool:
     stored = st.session_state.get(Keys.RESULTS, {}).get(key)
     return stored is not None and stored[0] != signature
