@@ -40,8 +40,9 @@ def compute_lens(model, prompt: str, k: int, colour: str, progress=None) -> Lens
 def choose_position(result: LensResult, key: str) -> int:
     labels = axis_labels(result.tokens)
     return int(kit.remembered(
-        st.selectbox, "Position (pick a token: its lens below, and the DLA of its prediction)",
-        key, len(labels) - 1, options=list(range(len(labels))), format_func=labels.__getitem__))
+        st.selectbox, "Position", key, len(labels) - 1, options=list(range(len(labels))),
+        format_func=labels.__getitem__,
+        help="Pick a token: its prediction's layer-by-layer evolution and its DLA below."))
 
 
 def show_lens(result: LensResult, key: str, position: int, token_id: int | None) -> None:
@@ -69,8 +70,9 @@ def dla_view(model, prompt: str, result: LensResult, position: int, key: str) ->
     left, right = st.columns(2)
     target = left.selectbox("Target token", candidates, format_func=names.get,
                             key=f"{key}.target.{position}")
-    contrast_text = right.text_input("Contrast token (optional: one token, e.g. ' John')",
-                                     key=f"{key}.contrast", value="")
+    contrast_text = right.text_input("Contrast token (optional)", key=f"{key}.contrast",
+                                     value="", help="One token, e.g. ' John': DLA then splits "
+                                     "the difference of the two logits.")
     try:
         contrast = resolve_token(model, contrast_text, "contrast") if contrast_text else None
         dla = kit.run_and_remember(f"{key}.result", (model.name, prompt, target, contrast),
@@ -84,14 +86,12 @@ def dla_view(model, prompt: str, result: LensResult, position: int, key: str) ->
 def show_dla(dla: DLAResult, key: str, position: int) -> None:
     total = float(dla.logit[position])
     parts = float(dla.contributions[position].sum())
-    kit.metric_row({md_escape(dla.metric_label): f"{total:.3f}", "Sum of the parts": f"{parts:.3f}"})
-    bars, heads = st.columns(2)
-    with bars:
-        shown = kit.show(dla, key=f"{key}.bars", view="bars", position=position)
-        kit.export_buttons(dla, shown, key=f"{key}.export.bars")
-    with heads:
-        shown = kit.show(dla, key=f"{key}.heads", view="heads", position=position)
-        kit.export_buttons(dla, shown, key=f"{key}.export.heads")
+    st.markdown(f"**{md_escape(dla.metric_label)}** after position {position}:")
+    kit.metric_row({"The model's value": f"{total:.3f}", "Sum of the parts": f"{parts:.3f}"})
+    shown = kit.show(dla, key=f"{key}.bars", view="bars", position=position)
+    kit.export_buttons(dla, shown, key=f"{key}.export.bars")
+    shown = kit.show(dla, key=f"{key}.heads", view="heads", position=position)
+    kit.export_buttons(dla, shown, key=f"{key}.export.heads")
     kit.explain_panel(dla, key=f"{key}.explain", position=position)
 
 
@@ -215,8 +215,9 @@ left, middle, right = st.columns(3)
 ask(left.radio, "View", "view", "heatmap", options=list(VIEWS), format_func=VIEWS.get,
     horizontal=True)
 k = int(ask(middle.slider, "Top k", "k", 5, min_value=1, max_value=10))
-colour = ask(right.text_input, "Colour by a token (optional, one token, e.g. ' Mary')", "colour",
-             "") if source == "prompt" else ""
+colour = ask(right.text_input, "Colour by token (optional)", "colour", "",
+             help="One token of text, e.g. ' Mary' (GPT-2 tokens often start with a space): "
+                  "the heatmap shows its probability.") if source == "prompt" else ""
 st.caption("The tuned lens (a learned map per layer that corrects the early layers' bias) is out "
            "of scope: early rows here are the plain logit lens, read with the final layer's "
            "LayerNorm and unembedding.")

@@ -59,7 +59,7 @@ def lens_heatmap(result: LensResult, token_id: int | None = None) -> go.Figure:
         hovertemplate=("%{y}, position %{x}<br>colour p = %{z:.3f}<br><b>top tokens</b><br>"
                        "%{customdata}<extra></extra>")))
     figure.update_layout(
-        title=f"Logit lens ({plot_text(result.model_name)})", xaxis_title="position: token",
+        title=f"Logit lens<br><sub>{plot_text(result.model_name)}</sub>", xaxis_title="position: token",
         yaxis_title="residual stream", yaxis_autorange="reversed", height=120 + 34 * rows,
         margin=dict(l=10, r=10, t=50, b=10))
     return figure
@@ -105,8 +105,9 @@ def lens_evolution(result: LensResult, position: int, token_id: int | None) -> g
     figure.update_yaxes(range=[0, 1], row=1, col=1)
     figure.update_yaxes(type="log", autorange="reversed", title_text="rank + 1", row=2, col=1)
     token = plot_text(result.tokens[position])
-    figure.update_layout(title=f"Layer by layer at position {position} ({token})", height=520,
-                         margin=dict(l=10, r=10, t=70, b=10))
+    figure.update_layout(title=f"Layer by layer<br><sub>after position {position} ({token})</sub>",
+                         height=540,
+                         margin=dict(l=10, r=10, t=90, b=10))
     return figure
 
 
@@ -149,7 +150,7 @@ def dla_bars(result: DLAResult, position: int, top: int) -> go.Figure:
         text=[f"{v:+.3f}" for v in values], textposition="outside", cliponaxis=False,
         hovertemplate="%{y}: %{x:+.4f}<extra></extra>"))
     figure.update_layout(
-        title=f"Direct contributions to the {plot_text(result.metric_label)}",
+        title=f"Direct contributions<br><sub>to the {plot_text(result.metric_label)}</sub>",
         xaxis_title="contribution (logit units)", height=80 + 26 * len(ranked),
         margin=dict(l=10, r=60, t=50, b=10))
     return figure
@@ -164,7 +165,8 @@ def dla_heads(result: DLAResult, position: int) -> go.Figure:
         zmin=-limit, zmax=limit, colorbar=dict(title="logit"),
         hovertemplate="L%{y} %{x}: %{z:+.4f}<extra></extra>"))
     figure.update_layout(
-        title=f"Each head's direct contribution to the {plot_text(result.metric_label)}",
+        title=(f"Each head's direct contribution<br><sub>to the "
+               f"{plot_text(result.metric_label)}</sub>"),
         xaxis_title="head", yaxis_title="layer", yaxis_autorange="reversed",
         height=120 + 30 * result.n_layers, margin=dict(l=10, r=10, t=50, b=10))
     return figure
