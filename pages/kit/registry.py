@@ -46,7 +46,7 @@ PAGES: tuple[PageEntry, ...] = (
               main_action="Run patching"),
     PageEntry("pages/logit_lens.py", "Logit lens", ":material/layers:",
               "What would the model predict if it stopped at layer L, and which heads and MLPs "
-              "write the answer?", "logit-lens", main_action="Run logit lens"),
+              "write the answer?", "logit_lens", main_action="Run logit lens"),
 )
 
 
