@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from interp.errors import InvalidOptionError, invalid_choice
@@ -23,6 +24,7 @@ from interp.tokens import axis_labels
 
 LENS_VIEWS = ("heatmap", "table", "evolution")
 DLA_VIEWS = ("bars", "heads")
+LINE_COLOURS = qualitative.Plotly
 CELL_CHARACTERS = 7  # a cell shows this much of its token; hover has it whole
 
 
@@ -91,15 +93,16 @@ def lens_evolution(result: LensResult, position: int, token_id: int | None) -> g
         lines.append((f"chosen: {result.text_of(token_id)}",
                       result.probs_of(token_id)[:, position].tolist(),
                       result.ranks_of(token_id)[:, position].tolist()))
-    for name, probs, ranks in lines:
+    for index, (name, probs, ranks) in enumerate(lines):
         label = plot_text(name)
+        line = dict(color=LINE_COLOURS[index % len(LINE_COLOURS)])  # one colour in both panels
         figure.add_trace(go.Scatter(x=layers, y=probs, name=label, mode="lines+markers",
-                                    legendgroup=label, customdata=ranks,
+                                    legendgroup=label, customdata=ranks, line=line,
                                     hovertemplate="%{x}: p = %{y:.4f}, rank %{customdata}"
                                                   "<extra>" + label + "</extra>"), row=1, col=1)
         figure.add_trace(go.Scatter(x=layers, y=[r + 1 for r in ranks], name=label,
                                     mode="lines+markers", legendgroup=label, showlegend=False,
-                                    customdata=ranks,
+                                    customdata=ranks, line=line,
                                     hovertemplate="%{x}: rank %{customdata}<extra>" + label
                                                   + "</extra>"), row=2, col=1)
     figure.update_yaxes(range=[0, 1], row=1, col=1)
