@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
@@ -70,3 +72,17 @@ def bench_prompt_tokens(model, n_tokens: int = 20) -> torch.Tensor:
     if tokens.shape[1] != n_tokens:
         raise ValueError(f"benchmark prompt has only {tokens.shape[1]} tokens")
     return tokens
+
+
+@contextlib.contextmanager
+def bench_threads() -> Iterator[int]:
+    """Torch threads for a benchmark: 1 unless BENCH_TORCH_THREADS says otherwise (on a small
+    machine shared with other jobs, extra OpenMP threads contend and swamp what is measured);
+    the previous setting comes back afterwards."""
+    before = torch.get_num_threads()
+    threads = int(os.environ.get("BENCH_TORCH_THREADS", "1"))
+    torch.set_num_threads(threads)
+    try:
+        yield threads
+    finally:
+        torch.set_num_threads(before)

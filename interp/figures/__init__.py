@@ -54,4 +54,11 @@ def figure_for(result, **options) -> CaptionedFigure | CaptionedTable:
 
 
 # The figure modules register themselves on import; they need the names above.
-from interp.figures import attention, attribution, patching, prediction, toxicity_bias  # noqa: E402, F401
+from interp.figures import (  # noqa: E402, F401
+    attention,
+    attribution,
+    logit_lens,
+    patching,
+    prediction,
+    toxicity_bias,
+)

@@ -54,6 +54,9 @@ PAGES: tuple[PageEntry, ...] = (
               "Does the model write toxic text, treat groups differently, and know when it is "
               "unsure?", "toxicity-bias", uses_prompt=False, compare_modes=(COMPARE_MODELS,),
               main_action="Run all probes"),
+    PageEntry("pages/logit_lens.py", "Logit lens", ":material/layers:",
+              "What would the model predict if it stopped at layer L, and which heads and MLPs "
+              "write the answer?", "logit_lens", main_action="Run logit lens"),
 )
 
 
