@@ -36,6 +36,7 @@ def init_state() -> None:
         Keys.PROMPT_B: DEFAULT_PROMPT_B,
         Keys.MODEL_B: default_model_key() or "gpt2",
         Keys.CUSTOM_MODEL: "",
+        Keys.CUSTOM_MODEL_B: "",
         Keys.SHELL_READY: True,
     }
     for key, value in defaults.items():
@@ -43,8 +44,9 @@ def init_state() -> None:
         # Streamlit forgets a widget's value in a run that does not draw it; the sidebar hides
         # controls a page does not use, so each value is handed back to session state here.
         st.session_state[key] = st.session_state[key]
-    if st.session_state[Keys.MODEL] not in model_options():  # custom models switched off
-        st.session_state[Keys.MODEL] = defaults[Keys.MODEL]
+    for choice in (Keys.MODEL, Keys.MODEL_B):
+        if st.session_state[choice] not in model_options():  # custom models switched off
+            st.session_state[choice] = defaults[choice]
 
 
 def gpt2_missing_note() -> None:
@@ -70,8 +72,11 @@ def compare_controls(entry: PageEntry) -> None:
     if mode == COMPARE_PROMPTS:
         st.text_area("Second prompt", key=Keys.PROMPT_B, height=90)
     else:
-        st.selectbox("Second model", list(MODEL_REGISTRY), key=Keys.MODEL_B,
-                     format_func=model_label)
+        st.selectbox("Second model", model_options(), key=Keys.MODEL_B, format_func=model_label)
+        st.caption(model_note(st.session_state[Keys.MODEL_B]))
+        if st.session_state[Keys.MODEL_B] == CUSTOM_CHOICE:
+            st.text_input("Second model: Hugging Face id or local folder",
+                          key=Keys.CUSTOM_MODEL_B, placeholder="EleutherAI/pythia-70m or /path")
 
 
 def sidebar(entry: PageEntry) -> None:

@@ -119,6 +119,20 @@ def test_comparing_a_model_with_itself_shows_its_card_once(tiny_model_dir):
     assert [m.label for m in app.metric].count("Layers") == 1
 
 
+def test_the_second_model_can_be_any_folder_through_its_own_other_box(tiny_model_dir):
+    """Reference: the demo model (4 layers) beside the tiny folder (2 layers) typed in the second
+    model's own box; the first model's box stays as it was."""
+    app = AppTest.from_file(APP_PATH, default_timeout=TIMEOUT)
+    for key, value in {Keys.MODEL: "demo", Keys.COMPARE: True, Keys.COMPARE_MODE: COMPARE_MODELS,
+                       Keys.MODEL_B: CUSTOM_CHOICE,
+                       Keys.CUSTOM_MODEL_B: str(tiny_model_dir)}.items():
+        app.session_state[key] = value
+    app.run()
+    assert not app.exception and not app.error
+    assert [m.value for m in app.metric if m.label == "Layers"] == ["4", "2"]
+    assert app.session_state[Keys.CUSTOM_MODEL] == ""
+
+
 def test_comparing_models_shows_each_sides_model_card(tiny_model_dir):
     """Reference: two sides on two models, so two cards (the demo model's 4 layers beside the
     tiny model's 2)."""

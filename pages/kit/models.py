@@ -83,7 +83,8 @@ def model_note(key: str) -> str:
 def chosen_model_name(choice_key: str = Keys.MODEL) -> str:
     choice = st.session_state.get(choice_key) or default_model_key() or "gpt2"
     if choice == CUSTOM_CHOICE:
-        return (st.session_state.get(Keys.CUSTOM_MODEL) or "").strip()
+        typed = Keys.CUSTOM_MODEL_B if choice_key == Keys.MODEL_B else Keys.CUSTOM_MODEL
+        return (st.session_state.get(typed) or "").strip()
     return choice
 
 

@@ -19,6 +19,7 @@ class Keys:
     COMPARE_MODE = "compare_mode"
     PROMPT_B = "prompt_b"
     MODEL_B = "model_choice_b"
+    CUSTOM_MODEL_B = "custom_model_b"
     SHELL_READY = "app_shell_ready"
     DEEP_LINK = "pending_deep_link"
     PAGE = "current_page"
