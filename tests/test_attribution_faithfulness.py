@@ -64,6 +64,9 @@ ONE_TOKEN_CASES = {
     "ioi": (IOI, (" Mary", " John")),
     # ' Paris' depends on the landmark's name.
     "fact": ("The Eiffel Tower is located in the city of", " Paris"),
+    # A held-out demo-corpus IOI prompt (ioi_prompts("test", 8)[2]), on which all three methods
+    # rank the indirect object (' James', position 2) first (tests/test_attribution_ioi.py).
+    "ioi_held_out": ("After James and Oliver went to the station, Oliver handed a coin to", None),
 }
 # Measured on this branch: gradient x input ranks the subject's second mention (' John') first
 # on the IOI prompt, and its deletion AOPC is 3.3 against 4.2 for random orders.

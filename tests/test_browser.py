@@ -194,3 +194,49 @@ def test_compare_by_model_fits_side_by_side_at_1400_px(app_url, page):
     screenshot(page, ARTIFACTS, "home-compare-models-1400px")
     click_and_wait(page, sidebar.get_by_text("Compare", exact=True))  # leave the session as found
     assert not problems, "\n".join(problems)
+
+
+def prompt_of_tokens(n_tokens: int) -> str:
+    """A prompt the default model reads as exactly `n_tokens` tokens, its start token included
+    (counted with that model's own tokenizer)."""
+    from interp.models import load_model
+    from pages.kit import DEFAULT_PROMPT
+
+    model = load_model(default_model_key(), device="cpu")
+    words = (DEFAULT_PROMPT.split() * n_tokens)
+    for count in range(len(words), 0, -1):
+        text = " ".join(words[:count])
+        if model.to_tokens(text).shape[1] <= n_tokens:
+            break
+    if model.to_tokens(text).shape[1] != n_tokens:
+        pytest.fail(f"could not make a prompt of exactly {n_tokens} tokens")
+    return text
+
+
+def test_the_attention_page_runs_and_compares_on_a_64_token_prompt(app_url, page):
+    """Reference: issue #11's browser line: the page (grid, views, compare) on a 64-token prompt
+    with no exception shown (the prompt's length counted with the model's own tokenizer)."""
+    if default_model_key() is None:
+        pytest.skip("no model loads offline: the pages show only their 'can't load' message")
+    entry = entry_for("attention")
+    prompt = prompt_of_tokens(64)
+    page.goto(f"{app_url}/{entry.url_path}", wait_until="domcontentloaded")
+    wait_for_app_shell(page, entry.url_path, PAGES[0].url_path)
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    box = sidebar.locator('textarea[aria-label="Prompt"]')
+    original = box.input_value()
+    try:
+        box.fill(prompt)
+        click_and_wait(page, page.locator('[data-testid="stMain"] h1').first)  # the box applies on blur
+        problems = run_main_action(page, "attention-64-tokens", main_action(entry), ARTIFACTS)
+        for tab in page.locator('[data-testid="stMain"] [role="tab"]').all():
+            click_and_wait(page, tab)
+            problems += check_rendered(page, f"attention-64-tokens tab {tab.inner_text()}", True)
+        click_and_wait(page, sidebar.get_by_text("Compare", exact=True))
+        problems += check_rendered(page, "attention-64-tokens compare", True)
+        screenshot(page, ARTIFACTS, "attention-64-tokens-compare")
+        click_and_wait(page, sidebar.get_by_text("Compare", exact=True))
+    finally:
+        box.fill(original)
+        click_and_wait(page, page.locator('[data-testid="stMain"] h1').first)
+    assert not problems, "\n".join(problems)
