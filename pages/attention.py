@@ -159,7 +159,7 @@ repeat_length = ask(middle.slider, "Random tokens, repeated", "repeat_length",
                          "duplicate-token and induction scores.")
 seed = ask(right.number_input, "Seed", "seed", att.DEFAULT_SEED, min_value=0, step=1)
 info = model.info
-left, middle, right, far = st.columns(4)
+left, middle, right, far = st.columns([1, 1, 2, 2])  # the score's label needs the room
 layer = int(ask(left.selectbox, "Layer", "layer", 0, options=list(range(info.n_layers))))
 head = int(ask(middle.selectbox, "Head", "head", 0, options=list(range(info.n_heads))))
 kind = ask(right.selectbox, "Head score", "kind", "previous_token", options=list(att.SCORE_KINDS),

@@ -46,9 +46,10 @@ def method_option_inputs(methods: list[str]) -> dict[str, dict]:
             if not offered:
                 continue
             st.markdown(f"**{method}**")
-            columns = st.columns(len(offered))
+            columns = st.columns(2)  # two a row: in narrower columns the values are cut off
             values = {}
-            for column, name in zip(columns, offered, strict=True):
+            for index, name in enumerate(offered):
+                column = columns[index % 2]
                 key, default = f"option.{method}.{name}", defaults[name]
                 if (method, name) in OPTION_CHOICES:
                     values[name] = ask(column.selectbox, name, key, default,
@@ -87,13 +88,15 @@ def target_inputs():
 
 def check_inputs() -> tuple[bool, bool, bool, None, bool]:
     """The checks to run, in `run_attribution`'s order (perturbation options left default)."""
-    columns = st.columns(4)
-    faithful = ask(columns[0].checkbox, "Faithfulness (deletion / insertion)", "faithfulness", True)
-    sanity = ask(columns[1].checkbox, "Sanity check (randomised top layers; slower)", "sanity",
-                 False)
-    perturb = ask(columns[2].checkbox, "Perturbation analysis (what it now writes)", "perturb",
-                  True)
-    flow = ask(columns[3].checkbox, "Layer-wise flow (LRP)", "flow", True)
+    # Two columns: four checkbox labels in four columns are cut off in an 800 px window.
+    left, right = st.columns(2)
+    faithful = ask(left.checkbox, "Faithfulness curves", "faithfulness", True,
+                   help="Deletion and insertion curves, against random token orders.")
+    sanity = ask(right.checkbox, "Sanity check (slow)", "sanity", False,
+                 help="Recompute with the top layers' weights randomised, on a private copy.")
+    perturb = ask(left.checkbox, "Perturbation analysis", "perturb", True,
+                  help="Edit each token and show what the model now writes.")
+    flow = ask(right.checkbox, "Layer-wise flow (LRP)", "flow", True)
     return faithful, sanity, perturb, None, flow
 
 

@@ -112,10 +112,10 @@ def faithfulness_figure(scores: tuple[Faithfulness, ...]) -> CaptionedFigure:
     figure.add_trace(go.Scatter(x=steps, y=list(first.random_insertion), mode="lines",
                                 line=dict(color="grey", width=3, dash="dot"),
                                 name="random insertion"))
-    figure.update_layout(title="Faithfulness: the target as tokens are masked (deletion) or "
-                         "unmasked (insertion) in each method's order",
+    figure.update_layout(title="Faithfulness<br><sub>the target as tokens are masked (deletion) "
+                         "or unmasked (insertion)<br>in each method's order</sub>",
                          xaxis_title="tokens masked / unmasked", yaxis_title="target value",
-                         height=420, margin=MARGINS)
+                         height=460, margin={**MARGINS, "t": 95})
     caption = ("Solid: mask the method's most important tokens first; a faithful map makes the "
                "target fall faster than the thick black random-order line. Dotted: start from "
                "a fully masked prompt and unmask them first; it should rise faster than the "
