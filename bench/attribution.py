@@ -14,11 +14,16 @@ its floor. One torch thread (BENCH_TORCH_THREADS), for the reason bench/patching
 
 from __future__ import annotations
 
-import os
-
 import torch
 
-from bench.harness import Entry, bench_prompt_tokens, best_time, entry, small_gpt2_dir
+from bench.harness import (
+    Entry,
+    bench_prompt_tokens,
+    bench_threads,
+    best_time,
+    entry,
+    small_gpt2_dir,
+)
 
 IG_STEPS = 50
 SHAP_EVALS = 500
@@ -51,13 +56,8 @@ def bare_forward_passes(model, rows: torch.Tensor, batch_size: int, target_id: i
 
 
 def run() -> list[Entry]:
-    threads_before = torch.get_num_threads()
-    threads = int(os.environ.get("BENCH_TORCH_THREADS", "1"))
-    torch.set_num_threads(threads)
-    try:
+    with bench_threads() as threads:
         return measure(threads)
-    finally:
-        torch.set_num_threads(threads_before)
 
 
 def measure(threads: int) -> list[Entry]:

@@ -20,14 +20,13 @@ one forward pass ~10x slower (1.8 s instead of 0.17 s, measured), which swamps w
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 from functools import partial
 
 import torch
 
-from bench.harness import Entry, bench_prompt_tokens, entry, small_gpt2_dir
+from bench.harness import Entry, bench_prompt_tokens, bench_threads, entry, small_gpt2_dir
 
 TOLERANCE_OF_RANGE = 1e-4
 SPEEDUP_TARGET = {"resid_pre": 10.0}
@@ -129,13 +128,8 @@ def compare(name: str, ours_s: float, ours: torch.Tensor, peer_s: float, peer: t
 
 
 def run() -> list[Entry]:
-    threads_before = torch.get_num_threads()
-    threads = int(os.environ.get("BENCH_TORCH_THREADS", "1"))
-    torch.set_num_threads(threads)
-    try:
+    with bench_threads() as threads:
         return compare_sweeps(threads)
-    finally:
-        torch.set_num_threads(threads_before)
 
 
 def compare_sweeps(threads: int) -> list[Entry]:

@@ -90,6 +90,8 @@ class TargetEvaluator:
 
     @torch.no_grad()
     def __call__(self, bridge, rows: torch.Tensor) -> torch.Tensor:
+        # Callers build token rows and results on the CPU (results go to pages there); the rows
+        # go to the model's device here, chunk by chunk, and come back as CPU values.
         rows = torch.as_tensor(rows, dtype=torch.long)
         n_prompt = rows.shape[1]
         device = next(bridge.parameters()).device
