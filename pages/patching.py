@@ -2,49 +2,20 @@
 
 from __future__ import annotations
 
-from functools import partial
-
 import pandas as pd
 import streamlit as st
 
 from interp import patching_tasks as tasks
 from interp.errors import InterpError
 from interp.explain import md_escape
-from interp.patching import DEFAULT_NOISE_SCALE, DIRECTIONS, sweeps
-from interp.patching.results import EFFECT_MEANING
+from interp.figures import patching as figures
+from interp.patching import forms, sweeps
 from interp.tokens import axis_labels
 from pages import kit
 from pages.kit import Keys
 
 ACTION = "Run patching"
 P = "patching."  # this page's session-state keys; inputs persist across pages
-CORRUPTION_LABELS = sweeps.CORRUPTION_LABELS
-
-
-def ask(widget, label: str, name: str, default, **options):
-    """A remembered input of this page, with its help text from `interp.patching.sweeps.INPUT_HELP`."""
-    return kit.remembered(widget, label, P + name, default, help=sweeps.INPUT_HELP.get(name),
-                          **options)
-
-
-def agreement_inputs():
-    sentence = ask(st.text_input, "Sentence (subject, then a verb such as is/are)", "sentence",
-                   tasks.DEFAULT_AGREEMENT_SENTENCE)
-    corrupted = ask(st.text_input, "Corrupted prefix (optional)", "corrupted_prefix", "")
-    return partial(tasks.agreement_task, sentence=sentence, corrupted_prefix=corrupted or None)
-
-
-def ioi_inputs():
-    left, middle, right = st.columns(3)
-    n = ask(left.slider, "Number of prompts", "ioi_n", 8, min_value=1, max_value=32)
-    seed = ask(left.number_input, "Seed", "ioi_seed", 0, min_value=0, step=1)
-    corruption = ask(middle.radio, "Corruption", "ioi_corruption", "swap",
-                     options=list(tasks.IOI_CORRUPTIONS), format_func=CORRUPTION_LABELS.get)
-    order = ask(right.radio, "Name order", "ioi_order", "both", options=list(tasks.IOI_ORDERS))
-    template = ask(st.selectbox, "Template", "ioi_template", tasks.IOI_TEMPLATES[0],
-                   options=list(tasks.IOI_TEMPLATES))
-    return partial(tasks.ioi_task, n_prompts=int(n), corruption=corruption, seed=int(seed),
-                   order=order, template=template)
 
 
 def edited_facts() -> list[tasks.KnownFact]:
@@ -65,58 +36,18 @@ def choose_fact(facts: list[tasks.KnownFact]) -> None:
             kit.set_remembered(P + name, value)
 
 
-def fact_inputs():
-    facts, default = edited_facts(), tasks.DEFAULT_FACTS[0]
-    prompts = [f.prompt for f in facts] or [default.prompt]
-    ask(st.selectbox, "Start from a known fact", "fact_choice", prompts[0], options=prompts,
-        on_change=choose_fact, args=(facts,))
-    prompt = ask(st.text_input, "Prompt", "fact_prompt", default.prompt)
-    left, right = st.columns(2)
-    answer = ask(left.text_input, "Answer (one token)", "fact_answer", default.answer)
-    subject = ask(left.text_input, "Subject (as written in the prompt)", "fact_subject",
-                  default.subject)
-    corruption = ask(right.radio, "Corruption", "fact_corruption", "subject",
-                     options=list(tasks.FACT_CORRUPTIONS), format_func=CORRUPTION_LABELS.get)
-    other, scale = "", DEFAULT_NOISE_SCALE
-    if corruption == "subject":
-        other = ask(right.text_input, "Replacement subject (optional)", "fact_other", "")
-    else:
-        scale = ask(right.slider, "Noise scale (x the embeddings' spread)", "noise_scale",
-                    DEFAULT_NOISE_SCALE, min_value=0.5, max_value=10.0, step=0.5)
-    return partial(tasks.fact_task, prompt=prompt, answer=answer, corruption=corruption,
-                   subject=subject or None, other_subject=other or None,
-                   noise_scale=float(scale), facts=facts)
-
-
-def custom_inputs():
-    clean = ask(st.text_area, "Clean prompt", "clean",
-                st.session_state.get(Keys.PROMPT) or kit.DEFAULT_PROMPT, height=80)
-    corrupted = ask(st.text_area, "Corrupted prompt", "corrupted",
-                    st.session_state.get(Keys.PROMPT_B) or kit.DEFAULT_PROMPT_B, height=80)
-    left, middle, right = st.columns(3)
-    correct = ask(left.text_input, "Correct answer (one token)", "correct", "Mary")
-    wrong = ask(middle.text_input, "Wrong answer (optional)", "wrong", "John")
-    align = ask(right.radio, "If lengths differ", "align", "none", options=list(tasks.ALIGNMENTS),
-                format_func=sweeps.ALIGN_LABELS.get)
-    return partial(tasks.custom_task, clean=clean, corrupted=corrupted, correct=correct,
-                   wrong=wrong or None, align=align)
-
-
-TASK_INPUTS = {"agreement": agreement_inputs, "ioi": ioi_inputs, "fact": fact_inputs,
-               "custom": custom_inputs}
-
-
-def sweep_options() -> tuple[list[str], str, str, bool]:
-    chosen = ask(st.multiselect, "What to patch", "sweeps", list(sweeps.DEFAULT_SWEEPS),
-                 options=list(sweeps.SWEEPS))
-    attribution = ask(st.checkbox, "Also run attribution patching and compare", "attribution",
-                      True)
-    middle, right = st.columns(2)
-    direction = ask(middle.radio, "Direction", "direction", "denoising", options=list(DIRECTIONS))
-    metric = ask(right.selectbox, "Metric", "metric", sweeps.AUTO_METRIC,
-                 options=[sweeps.AUTO_METRIC, *tasks.METRICS])
-    right.caption(sweeps.METRIC_HELP[metric])
-    return chosen, direction, metric, attribution
+def task_arguments(kind: str) -> dict:
+    """The task builder's keyword arguments from this task's form (and the fact list)."""
+    defaults, extra = {}, {}
+    if kind == "fact":
+        extra["facts"] = facts = edited_facts()
+        prompts = [f.prompt for f in facts] or [tasks.DEFAULT_FACTS[0].prompt]
+        kit.remembered(st.selectbox, "Start from a known fact", P + "fact_choice", prompts[0],
+                       options=prompts, on_change=choose_fact, args=(facts,))
+    if kind == "custom":
+        defaults = {"clean": st.session_state.get(Keys.PROMPT) or kit.DEFAULT_PROMPT,
+                    "corrupted": st.session_state.get(Keys.PROMPT_B) or kit.DEFAULT_PROMPT_B}
+    return {**kit.input_form(forms.TASK_FIELDS[kind], P, defaults), **extra}
 
 
 def swap_prompts() -> None:
@@ -127,24 +58,14 @@ def swap_prompts() -> None:
 
 
 def task_summary(run: sweeps.PatchingRun, side: kit.Side) -> None:
-    task = run.task
-    st.markdown(md_escape(task.description))
-    st.dataframe(pd.DataFrame(sweeps.task_table(task)), hide_index=True)
-    if task.uses_noise:
-        st.caption(f"Corrupted run: noise of {task.noise_scale:g}x the embeddings' spread on "
-                   f"positions {', '.join(map(str, task.noise_positions))}.")
-    for warning in task.warnings:
+    kit.show(run.task, key=side.key(P + "task"))
+    for warning in run.task.warnings:
         st.warning(md_escape(warning))
-    first = run.sweeps[0].exact
-    kit.metric_row({f"Clean {first.metric_name}": f"{first.clean_value:.4g}",
-                    f"Corrupted {first.metric_name}": f"{first.corrupted_value:.4g}",
-                    "Gap": f"{first.clean_value - first.corrupted_value:.4g}"})
-    st.caption(f"The metric on the unpatched runs ({md_escape(first.model_name)}, "
-               f"{first.direction}). Heatmaps show each patch's "
-               f"{md_escape(EFFECT_MEANING[first.direction])}.")
-    for note in first.notes:
+    kit.metric_row(figures.headline_numbers(run))
+    st.caption(figures.headline_caption(run))
+    for note in run.sweeps[0].exact.notes:
         st.warning(md_escape(note))
-        if task.kind == "custom":
+        if run.task.kind == "custom":
             st.button("Swap the clean and corrupted prompts", key=side.key(P + "swap"),
                       on_click=swap_prompts)
 
@@ -159,12 +80,8 @@ def sweep_view(run: sweeps.PatchingRun, outcome: sweeps.SweepOutcome, key: str,
                expanded: bool) -> None:
     map_view(run, outcome.exact, key)
     if outcome.agreement is not None:
-        agreement = outcome.agreement
-        verdict = "agree" if agreement.agrees else "do **not** agree"
-        st.markdown(f"**Exact vs attribution** {verdict}: Pearson r = {agreement.pearson:.3f}, "
-                    f"Spearman = {agreement.spearman:.3f}, size ratio = "
-                    f"{agreement.scale_ratio:.3g}.")
-        for note in agreement.notes:
+        st.markdown(figures.agreement_summary(outcome.agreement))
+        for note in outcome.agreement.notes:
             st.warning(md_escape(note))
         with st.expander("Attribution patching's estimate of this map"):
             map_view(run, outcome.approx, key)
@@ -219,9 +136,9 @@ def view(side: kit.Side) -> None:
     """Build the task for this side's model, run it on a click, show the kept run."""
     task = signature = None
     try:
-        task = build_task(side.model)
-        signature = (side.model.name, kind, task, tuple(chosen_sweeps), direction, metric,
-                     attribution)
+        task = forms.TASK_BUILDERS[kind](side.model, **task_arguments_now)
+        signature = (side.model.name, kind, task, tuple(options["sweeps"]), options["direction"],
+                     options["metric"], options["attribution"])
     except InterpError as error:
         kit.show_error(error)
     if clicked and task is not None:
@@ -230,8 +147,8 @@ def view(side: kit.Side) -> None:
     if kept is not None and kept.task is not None and kept.task.kind != kind:
         kit.drop_result(side.key(P + "results"))  # another task's maps would only mislead
     run = kit.result_on_click(side.key(P + "results"), signature, clicked and task is not None,
-                              ACTION, sweeps.run_sweeps, side.model, task, chosen_sweeps,
-                              direction, metric, attribution)
+                              ACTION, sweeps.run_sweeps, side.model, task, options["sweeps"],
+                              options["direction"], options["metric"], options["attribution"])
     if run is None:
         st.caption(f"Press {ACTION}: the defaults run at once.")
         return
@@ -244,10 +161,12 @@ st.title("Activation patching")
 st.write("Run the model on a clean prompt and on a corrupted one that changes the answer, then "
          "copy one activation at a time between the runs. Components whose copy moves the "
          "answer back carry the information that decides it.")
-kind = ask(st.radio, "Task", "task_kind", "agreement", options=list(tasks.TASK_KINDS),
-           format_func=sweeps.TASK_LABELS.get, horizontal=True)
+kind = kit.remembered(st.radio, "Task", P + "task_kind", "agreement",
+                      options=list(tasks.TASK_KINDS), format_func=sweeps.TASK_LABELS.get,
+                      horizontal=True)
 with st.container(border=True):
-    build_task = TASK_INPUTS[kind]()
-chosen_sweeps, direction, metric, attribution = sweep_options()
+    task_arguments_now = task_arguments(kind)
+options = kit.input_form(forms.RUN_FIELDS, P)
+st.caption(sweeps.METRIC_HELP[options["metric"]])
 clicked = st.button(ACTION, type="primary", key=P + "run", icon=":material/play_arrow:")
 kit.for_each_side(view)

@@ -15,11 +15,12 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from interp.errors import InvalidOptionError
+from interp.explain import md_escape
 from interp.figures import CaptionedFigure, CaptionedTable, plot_text, register_figure
-from interp.patching import PatchingResult
+from interp.patching import MethodAgreement, PatchingResult
 from interp.patching.results import EFFECT_MEANING
-from interp.patching.sweeps import RankedComponents
-from interp.patching_tasks import VerbCurves
+from interp.patching.sweeps import PatchingRun, RankedComponents, task_table
+from interp.patching_tasks import PatchingTask, VerbCurves
 from interp.tokens import axis_labels
 
 DIVERGING_SCALE = "RdBu"
@@ -196,3 +197,34 @@ def ranked_table(table: RankedComponents) -> CaptionedTable:
                "carries everything before it), so scores don't add up across rows.")
     return CaptionedTable(pd.DataFrame(table.rows, columns=table.header), caption,
                           "patching_components")
+
+
+@register_figure(PatchingTask)
+def task_prompts(task: PatchingTask) -> CaptionedTable:
+    caption = md_escape(task.description)
+    if task.uses_noise:
+        caption += (f" Corrupted run: noise of {task.noise_scale:g}x the embeddings' spread on "
+                    f"positions {', '.join(map(str, task.noise_positions))}.")
+    return CaptionedTable(pd.DataFrame(task_table(task)), caption, "patching_task")
+
+
+def headline_numbers(run: PatchingRun) -> dict[str, str]:
+    """The metric on the unpatched runs, and their gap (label -> formatted value)."""
+    first = run.sweeps[0].exact
+    return {f"Clean {first.metric_name}": f"{first.clean_value:.4g}",
+            f"Corrupted {first.metric_name}": f"{first.corrupted_value:.4g}",
+            "Gap": f"{first.clean_value - first.corrupted_value:.4g}"}
+
+
+def headline_caption(run: PatchingRun) -> str:
+    first = run.sweeps[0].exact
+    return (f"The metric on the unpatched runs ({md_escape(first.model_name)}, "
+            f"{first.direction}). Heatmaps show each patch's "
+            f"{md_escape(EFFECT_MEANING[first.direction])}.")
+
+
+def agreement_summary(agreement: MethodAgreement) -> str:
+    """One Markdown line: do exact and attribution patching agree on this map?"""
+    verdict = "agree" if agreement.agrees else "do **not** agree"
+    return (f"**Exact vs attribution** {verdict}: Pearson r = {agreement.pearson:.3f}, "
+            f"Spearman = {agreement.spearman:.3f}, size ratio = {agreement.scale_ratio:.3g}.")

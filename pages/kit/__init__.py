@@ -8,6 +8,7 @@ page list), `models` (choosing and loading models), `results` (drawing results),
 """
 
 from pages.kit.compare import Side, for_each_side
+from pages.kit.forms import input_form
 from pages.kit.models import (
     CUSTOM_CHOICE,
     DEFAULT_PROMPT,
@@ -62,7 +63,7 @@ __all__ = [
     "COMPARE_MODELS", "COMPARE_MODES", "COMPARE_PROMPTS", "CUSTOM_CHOICE", "DEFAULT_PROMPT",
     "DEFAULT_PROMPT_B", "PAGES", "Keys", "PageEntry", "Side", "cached_across_sessions",
     "chosen_model_name", "compare_mode", "current_page", "custom_allowed", "default_model_key",
-    "drop_result", "edited_table", "explain_panel", "explanation_of", "export_buttons", "for_each_side",
+    "drop_result", "edited_table", "explain_panel", "input_form", "explanation_of", "export_buttons", "for_each_side",
     "forget", "is_stale", "last_result", "load_chosen_model", "metric_row", "model_label", "model_note", "model_options",
     "offer_available_models", "page_for_url", "progress_reporter", "remembered",
     "reported_errors", "require_app_shell", "result_on_click", "run_and_remember", "set_remembered", "show",
