@@ -18,6 +18,7 @@ import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 
 from interp.patching.results import HEAD_SITES, RESIDUAL_STREAM_SITES
 from interp.patching.runs import Patch, hook_name, patched_copies
@@ -129,6 +130,34 @@ class LastQueryKeysValues:
         return torch.cat([earlier_keys, keys], dim=2), torch.cat([earlier_values, values], dim=2)
 
 
+# Hugging Face's names for GPT-2's tanh approximation of GELU. Its `NewGELUActivation` spells
+# the formula out in five elementwise kernels; torch's fused kernel computes the same function
+# (within float32 rounding) about 3x faster, which is a tenth of a head sweep on GPT-2 small.
+TANH_GELU = ("gelu_new", "gelu_pytorch_tanh")
+
+
+def fused_mlp(model):
+    """The MLP as the engine runs it: `block -> (x -> mlp(x))`. For GPT-2's tanh GELU it is
+    c_proj(gelu_tanh(c_fc(x))) with the block's own Conv1D weights (dropout is off in eval);
+    for anything else the block's own MLP."""
+    config = getattr(getattr(model.bridge, "original_model", None), "config", None)
+    if getattr(config, "activation_function", None) not in TANH_GELU:
+        return lambda block, x: block.mlp(x)
+
+    def mlp(block, x: torch.Tensor) -> torch.Tensor:
+        original = block.mlp.original_component
+        return original.c_proj(F.gelu(original.c_fc(x), approximate="tanh"))
+    return mlp
+
+
+def block_forward(block, hidden: torch.Tensor, mlp, **attention_kwargs) -> torch.Tensor:
+    """One GPT-2 block: resid_mid = resid_pre + attn(ln1(resid_pre)), then
+    resid_post = resid_mid + mlp(ln2(resid_mid))."""
+    output = block.attn(block.ln1(hidden), **attention_kwargs)
+    mid = hidden + (output[0] if isinstance(output, tuple) else output)
+    return mid + mlp(block, block.ln2(mid))
+
+
 def split_heads(projected: torch.Tensor, n_heads: int) -> torch.Tensor:
     """[rows, pos, head * d_head] -> [rows, head, pos, d_head]."""
     rows, positions, width = projected.shape
@@ -136,7 +165,7 @@ def split_heads(projected: torch.Tensor, n_heads: int) -> torch.Tensor:
 
 
 def last_block_at_last_position(block, hidden: torch.Tensor, prefix: PrefixKeysValues,
-                                last_query_only: bool) -> torch.Tensor:
+                                last_query_only: bool, mlp) -> torch.Tensor:
     """The last block's output at the last position only [rows, 1, d], which is all the metric
     reads. Same arithmetic as the block: resid_mid = attn_out + resid_pre, then resid_post =
     resid_mid + mlp(ln2(resid_mid)). With `last_query_only` the keys and values of the earlier
@@ -157,7 +186,7 @@ def last_block_at_last_position(block, hidden: torch.Tensor, prefix: PrefixKeysV
     output = block.attn(normalized, **attention_kwargs)
     attn_out = output[0] if isinstance(output, tuple) else output
     mid = attn_out[:, -1:] + hidden[:, -1:]
-    return mid + block.mlp(block.ln2(mid))
+    return mid + mlp(block, block.ln2(mid))
 
 
 def head_patch_hook(patches: Sequence[Patch], source: dict, n_prompts: int,
@@ -223,6 +252,7 @@ def staircase_pass(model, patches: Sequence[Patch], receiving: dict, source: dic
     last_query_only = all(p.layer != last_layer for p in hooked_patches)
     prefix = PrefixKeysValues(receiving, first, n_prompts)
     block_kwargs = {"past_key_values": prefix} if first > 0 else {}
+    mlp = fused_mlp(model)
 
     def join(current, entering: list[Patch], block, last_position_only: bool = False):
         start = starting_residual(entering, receiving, source, n_prompts, first, block)
@@ -242,14 +272,13 @@ def staircase_pass(model, patches: Sequence[Patch], receiving: dict, source: dic
             last_block = block_index == last_layer
             if hidden is not None and last_block:
                 hidden = last_block_at_last_position(block, hidden, prefix,
-                                                     last_query_only and hidden.shape[1] > 1)
+                                                     last_query_only and hidden.shape[1] > 1, mlp)
             elif hidden is not None:
-                output = block(hidden, **block_kwargs)
-                hidden = output[0] if isinstance(output, tuple) else output
+                hidden = block_forward(block, hidden, mlp, **block_kwargs)
             entering_mid = by_entry.get((block_index, True))
             if entering_mid:
                 mid = join(None, entering_mid, block, last_position_only=last_block)
-                post = mid + block.mlp(block.ln2(mid))
+                post = mid + mlp(block, block.ln2(mid))
                 hidden = post if hidden is None else torch.cat([hidden, post])
         after_last = by_entry.get((n_layers, False))
         if after_last:
