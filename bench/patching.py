@@ -15,7 +15,7 @@ smaller (a block multiplies rows = patches x positions, from a few dozen to ~2,0
 last block one row per patch), and small products run well below that peak on this CPU, so the
 FLOP floor is not reachable. The shape floor is: every matrix product the sweep makes is
 recorded (`recorded_products`) and replayed alone on random data of the same shapes
-(`replay_seconds`); the formula's FLOPs (or the recorded ones, if fewer) at that replay's rate
+(`replayer`), each sweep paired with a replay right after it so both see the same load; the formula's FLOPs (or the recorded ones, if fewer) at that replay's rate
 are what the matrix products alone cost at these shapes, with nothing else (layer norms, GELU,
 softmax, copies) run.
 Targets: resid_pre at least 10x TransformerLens; all heads within 1.1x of the shape floor.
@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
+from collections.abc import Callable
 from functools import partial
 
 import torch
@@ -93,19 +94,26 @@ def recorded_products(run) -> list[tuple[str, tuple[tuple[int, ...], ...]]]:
     return products
 
 
-def replay_seconds(products, repeats: int = 3) -> float:
-    """The best of `repeats` timings of the recorded products alone, on random operands."""
+def replayer(products) -> Callable[[], None]:
+    """A function making the recorded products alone, on random operands of their shapes."""
     operands = [(getattr(torch, op), [torch.randn(shape) for shape in shapes])
                 for op, shapes in products]
-    for function, tensors in operands:  # warm-up
-        function(*tensors)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
+
+    def replay() -> None:
         for function, tensors in operands:
             function(*tensors)
-        best = min(best, time.perf_counter() - start)
-    return best
+    replay()  # warm-up
+    return replay
+
+
+def paired_floor_ratios(ours_run, replay, floor_share: float, rounds: int = 3) -> list[float]:
+    """ours / shape floor for `rounds` back-to-back pairs (a sweep, then its products alone),
+    so that both halves of each ratio see the same load on a shared machine."""
+    ratios = []
+    for _ in range(rounds):
+        ours_s = timed(ours_run)[0]
+        ratios.append(ours_s / (timed(replay)[0] * floor_share))
+    return ratios
 
 
 def sweep_flops(model, inputs, site: str, granularity: str) -> float:
@@ -153,13 +161,13 @@ def sweep_flops(model, inputs, site: str, granularity: str) -> float:
 
 
 def compare(name: str, ours_s: float, ours: torch.Tensor, peer_s: float, peer: torch.Tensor,
-            peer_name: str, floor_s: float, flops: float, shape_floor_s: float, key: str) -> Entry:
+            peer_name: str, floor_s: float, flops: float, of_shape_floor: float, key: str) -> Entry:
     difference = float((ours - peer).abs().max())
     value_range = float(peer.max() - peer.min())
     tolerance = TOLERANCE_OF_RANGE * max(value_range, 1e-6)
     within = difference <= tolerance
     speedup = peer_s / ours_s
-    of_floor, of_shape_floor = ours_s / floor_s, ours_s / shape_floor_s
+    of_floor = ours_s / floor_s
     targets = []
     if key in SPEEDUP_TARGET:
         goal = SPEEDUP_TARGET[key]
@@ -171,7 +179,7 @@ def compare(name: str, ours_s: float, ours: torch.Tensor, peer_s: float, peer: t
     note = (f"max |ours - peer| = {difference:.3g} (range {value_range:.3g}, tolerance "
             f"{tolerance:.3g}): {'OK' if within else 'MISMATCH'}; speed-up {speedup:.2f}x; "
             f"FLOP floor {flops / 1e9:.1f} GFLOP = {floor_s:.3f} s at peak, ours {of_floor:.2f}x; "
-            f"shape floor {shape_floor_s:.3f} s, ours {of_shape_floor:.2f}x; "
+            f"ours {of_shape_floor:.2f}x the shape floor (median of paired runs); "
             + "; ".join(targets))
     print(f"{name}: ours {ours_s:.3f} s, TL {peer_s:.3f} s; {note}",
           flush=True)
@@ -231,11 +239,15 @@ def compare_sweeps(threads: int) -> list[Entry]:
         flops = sweep_flops(model, inputs, site, granularity)
         products = recorded_products(ours_run)
         recorded = sum(product_flops(op, shapes) for op, shapes in products)
-        replayed = replay_seconds(products)
+        replay = replayer(products)
+        floor_share = min(flops, recorded) / recorded
+        ratios = paired_floor_ratios(ours_run, replay, floor_share)
+        replayed = min(timed(replay)[0] for _ in range(2))
         print(f"{label}: {len(products)} matrix products, {recorded / 1e9:.1f} GFLOP recorded "
               f"({recorded / flops:.2f}x the formula), replayed alone in {replayed:.3f} s "
-              f"({recorded / replayed / 1e9:.1f} GFLOP/s at these shapes)", flush=True)
+              f"({recorded / replayed / 1e9:.1f} GFLOP/s at these shapes); ours / shape floor "
+              f"in paired runs: {', '.join(f'{r:.2f}' for r in ratios)}", flush=True)
         entries.append(compare(f"{label}, {threads} thread(s)", ours_s, ours_result.values, peer_s,
                                peer.cpu(), peer_name, flops / rate, flops,
-                               min(flops, recorded) * replayed / recorded, site))
+                               statistics.median(ratios), site))
     return entries
