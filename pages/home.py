@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from interp import known_results
 from interp.caching import shared_model
 from interp.explain import md_escape
 from interp.models import MODEL_REGISTRY
@@ -38,6 +39,25 @@ def model_card(model) -> None:
             column.metric(name, value)
     st.caption(f"{md_escape(info.architecture)} from {md_escape(info.shown_source)} on {info.device}, "
                f"{info.dtype}; d_head {info.d_head}, d_mlp {info.d_mlp}.")
+    known_results_panel(model)
+
+
+def known_results_panel(model) -> None:
+    """Published findings on GPT-2 small, rerun on this model: offered for real GPT-2 only."""
+    with st.expander("Known results: does this reproduce the papers on GPT-2 small?"):
+        real, why = known_results.gpt2_small_identity(model)
+        if not real:
+            st.caption(f"Not available for this model: {md_escape(why)}. With GPT-2 small "
+                       "loaded, this reruns induction heads, IOI's circuit, causal tracing and "
+                       "the logit lens against their papers (`python -m interp.known_results`).")
+            return
+        action = "Run the known-results checks"
+        report = kit.result_on_click("home.known_results", (model.name,),
+                                     st.button(action, key="home.known_results.run"), action,
+                                     known_results.known_results, model)
+        if report is not None:
+            st.dataframe(pd.DataFrame([vars(row) for row in report.rows]), hide_index=True)
+            st.caption(f"{report.seconds:.0f} s; weights sha256 {report.weights_sha256[:16]}...")
 
 
 def highlighted(table: pd.DataFrame):

@@ -182,3 +182,25 @@ def test_the_demo_card_names_no_server_path_and_one_parameter_count():
     assert MODEL_REGISTRY["demo"].n_params == 1_051_520
     assert {m.label: m.value for m in app.metric}["Parameters"] == "1.05M"
     assert model_label("demo").endswith(" · 1.05M")
+
+
+def test_known_results_are_offered_only_for_gpt2_small(tiny_model_dir):
+    app = app_on(tiny_model_dir)
+    assert "Not available for this model" in texts(app)
+    assert not [b for b in app.button if b.label == "Run the known-results checks"]
+
+
+def test_known_results_panel_runs_and_shows_its_table(tiny_model_dir, monkeypatch):
+    """Page wiring only (the checks themselves are tested in test_known_results.py): with the
+    model taken for GPT-2 small, the button runs the checks and the table appears."""
+    from interp import known_results
+
+    row = known_results.KnownResult("finding", "source", "setting", "ours", "differs", "why")
+    report = known_results.KnownResultsReport("gpt2", True, "id", "0" * 64, (row,), 1.0)
+    monkeypatch.setattr(known_results, "gpt2_small_identity", lambda model: (True, "id"))
+    monkeypatch.setattr(known_results, "known_results", lambda model, progress=None: report)
+    app = app_on(tiny_model_dir)
+    next(b for b in app.button if b.label == "Run the known-results checks").click().run()
+    assert not app.exception
+    shown = [d.value for d in app.dataframe if "finding" in d.value.columns]
+    assert shown and list(shown[0]["verdict"]) == ["differs"]
