@@ -29,7 +29,7 @@ from interp.patching import (
     correct_prob_metric,
     kl_metric,
     logit_diff_metric,
-    patch,
+    patch_metrics,
 )
 from interp.tokens import SCREEN_ONLY
 from interp.validation import check_prompt
@@ -463,30 +463,16 @@ class VerbCurves:
     token_ids: tuple[int, ...] = ()
 
 
-def agreement_verb_curves(model, task: PatchingTask, batch_size: int | None = None,
-                          progress: Callable[[int, int], None] | None = None) -> VerbCurves:
-    """Both verbs' probabilities after patching each (layer, position) of `resid_pre`.
-
-    Two engine sweeps with the correct-probability metric, one per verb (`patch(...,
-    correct_prob_metric)` with the verb as "correct"); each is one forward pass per cell.
-    """
+def verb_metrics(task: PatchingTask) -> tuple[PatchingMetric, PatchingMetric]:
+    """Each verb's probability as a metric: (the clean verb, its pair)."""
     if task.kind != "agreement" or task.wrong_ids is None:
         raise InvalidOptionError("Verb curves need an agreement task (a verb and its pair).")
-    inputs, _ = task_inputs(model, task, "correct_prob")
-    done_before = 0
+    return correct_prob_metric(tuple(task.correct_ids)), correct_prob_metric(tuple(task.wrong_ids))
 
-    def shifted(done: int, total: int) -> None:
-        if progress is not None:
-            progress(done_before + done, 2 * total)
 
-    results: list[PatchingResult] = []
-    for verb_id in (task.correct_ids[0], task.wrong_ids[0]):
-        result = patch(model, inputs, correct_prob_metric((verb_id,)), site="resid_pre",
-                       granularity="layer_pos", direction="denoising", batch_size=batch_size,
-                       progress=shifted)
-        done_before += result.values.numel()
-        results.append(result)
-    correct, wrong = results
+def verb_curves_from(model, task: PatchingTask, correct: PatchingResult,
+                     wrong: PatchingResult) -> VerbCurves:
+    """The curves from denoising resid_pre sweeps scored by each verb's probability."""
     subject = next((p for label, p in task.key_positions if label in ("subject", "changed")),
                    task.n_tokens - 1)
     return VerbCurves(
@@ -496,6 +482,21 @@ def agreement_verb_curves(model, task: PatchingTask, batch_size: int | None = No
         clean_probs=(correct.clean_value, wrong.clean_value),
         corrupted_probs=(correct.corrupted_value, wrong.corrupted_value),
         subject_position=subject, token_texts=correct.token_texts, token_ids=correct.token_ids)
+
+
+def agreement_verb_curves(model, task: PatchingTask, batch_size: int | None = None,
+                          progress: Callable[[int, int], None] | None = None) -> VerbCurves:
+    """Both verbs' probabilities after patching each (layer, position) of `resid_pre`.
+
+    One engine sweep (denoising) scored twice, with each verb as the "correct" answer
+    (`patch_metrics`); each cell is one patched run.
+    """
+    metrics = verb_metrics(task)
+    inputs, _ = task_inputs(model, task, "correct_prob")
+    correct, wrong = patch_metrics(model, inputs, metrics, site="resid_pre",
+                                   granularity="layer_pos", direction="denoising",
+                                   batch_size=batch_size, progress=progress)
+    return verb_curves_from(model, task, correct, wrong)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -113,7 +113,7 @@ def test_verb_curves_at_layer_zero_match_direct_probabilities(tiny_model):
     curves = tasks.agreement_verb_curves(tiny_model, task, progress=lambda d, t: calls.append((d, t)))
     n_layers, n_pos = tiny_model.info.n_layers, task.n_tokens
     assert curves.correct_prob.shape == curves.wrong_prob.shape == (n_layers, n_pos)
-    assert calls[-1] == (2 * n_layers * n_pos, 2 * n_layers * n_pos)
+    assert calls[-1] == (n_layers * n_pos, n_layers * n_pos)  # one sweep, scored twice
 
     def probs(ids):
         logits = tiny_model.logits(torch.tensor([ids]))[0, -1].double()

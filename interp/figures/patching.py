@@ -184,8 +184,9 @@ def verb_curves_view(curves: VerbCurves, position: int | None = None) -> Caption
                "at this position and the chosen layer is copied into the corrupted run; dotted: "
                "the clean run, dashed: the corrupted run. At the subject, early layers restore "
                "the clean verb and later ones stop mattering once the number has moved on; at "
-               "the last position it is the other way round. Computed with two engine sweeps of "
-               "resid_pre by layer and position, measuring each verb's probability.")
+               "the last position it is the other way round. Computed from one engine sweep of "
+               "resid_pre by layer and position, each patched run scored by both verbs' "
+               "probabilities.")
     return CaptionedFigure(verb_curves_figure(curves, position), caption, "agreement_verb_curves")
 
 

@@ -47,7 +47,7 @@ from interp.patching.architecture import (
     has_gpt2_blocks,
 )
 from interp.patching.attribution import attribution_patch
-from interp.patching.exact import patch, patch_heads, patch_resid
+from interp.patching.exact import patch, patch_heads, patch_metrics, patch_resid
 from interp.patching.path import patch_path
 from interp.patching.results import (
     DEFAULT_NOISE_SCALE,
@@ -83,6 +83,6 @@ __all__ = [
     "PatchingInputs", "PatchingMetric", "PatchingResult", "StaircaseVerdict", "ablate",
     "ablation_hooks", "attribution_patch", "average_ranks", "check_architecture",
     "clean_and_corrupted_logits", "compare_methods", "correct_prob_metric", "has_gpt2_blocks",
-    "head_means", "kl_metric", "logit_diff_metric", "noise_hook", "patch", "patch_heads",
+    "head_means", "kl_metric", "logit_diff_metric", "noise_hook", "patch", "patch_heads", "patch_metrics",
     "patch_path", "patch_resid", "pearson", "staircase_verdict",
 ]

@@ -9,9 +9,11 @@ result's options say which engine ran and why.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
-from interp.errors import invalid_choice
+from interp.errors import InvalidOptionError, invalid_choice
 from interp.patching.architecture import STAIRCASE, supports
 from interp.patching.hooked import check_hooks_exist, hooked_logits
 from interp.patching.results import (
@@ -66,9 +68,23 @@ def patch(model, inputs: PatchingInputs, metric: PatchingMetric, site: str = "re
     forward pass with the number of patches done; if it raises, the exception propagates and no
     hook is left on the model.
     """
+    return patch_metrics(model, inputs, (metric,), site, granularity, direction, batch_size,
+                         progress)[0]
+
+
+def patch_metrics(model, inputs: PatchingInputs, metrics: Sequence[PatchingMetric],
+                  site: str = "resid_pre", granularity: str = "layer_pos",
+                  direction: str = "denoising", batch_size: int | None = None,
+                  progress: ProgressCallback | None = None) -> tuple[PatchingResult, ...]:
+    """`patch` scored by several metrics from one set of patched runs (one result per metric):
+    e.g. both verbs' probabilities, or a sweep's metric and the probabilities beside it, for
+    the cost of one sweep."""
+    if not metrics:
+        raise InvalidOptionError("Give at least one metric to score the patched runs by.")
     check_site(site, granularity)
     check_direction(direction)
-    check_metric_for(metric, inputs, model)
+    for metric in metrics:
+        check_metric_for(metric, inputs, model)
     check_batch_size(batch_size)
     check_hooks_exist(model, site)
     engine, engine_note = engine_for(model)
@@ -87,39 +103,47 @@ def patch(model, inputs: PatchingInputs, metric: PatchingMetric, site: str = "re
     # sessions may use the model (the cached runs here are ours alone).
     names = (cache_names(site, n_layers) if engine == "staircase"
              else [hook_name(site, layer) for layer in range(n_layers)])
-    runs = baseline_runs(model, inputs, metric, names)
-    receiving, source = runs.receiving_and_source(direction)
+    first_runs = baseline_runs(model, inputs, metrics[0], names)
+    runs = [first_runs, *(first_runs.scored_by(metric) for metric in metrics[1:])]
+    receiving, source = first_runs.receiving_and_source(direction)
     if engine == "staircase":
-        score = make_scorer(model, metric, runs.clean_log_probs)
-        receiving_scores = runs.receiving_scores(direction)
+        scorers = [make_scorer(model, metric, first_runs.clean_log_probs) for metric in metrics]
+        # Each metric's [patch, prompt] side by side: [patch, metric * prompt].
+        receiving_scores = torch.cat([r.receiving_scores(direction) for r in runs])
+
+        def score(last_resid: torch.Tensor) -> torch.Tensor:
+            return torch.cat([scorer(last_resid) for scorer in scorers], dim=1)
 
         def scores_of(chunk_patches):
             return staircase_scores(model, chunk_patches, receiving, source, n_prompts, score,
                                     first_corrupted, n_pos, receiving_scores)
     else:
-        tokens, extra_hooks = ((corrupted_run_tokens(inputs), runs.noise_hooks)
+        tokens, extra_hooks = ((corrupted_run_tokens(inputs), first_runs.noise_hooks)
                                if direction == "denoising" else (inputs.clean_tokens, ()))
 
         def scores_of(chunk_patches):
             logits = hooked_logits(model, chunk_patches, tokens, source, n_prompts, extra_hooks)
-            return metric_from_logits(metric, logits, runs.clean_log_probs).cpu()
+            return torch.cat([metric_from_logits(metric, logits, first_runs.clean_log_probs)
+                              for metric in metrics], dim=1).cpu()
 
-    values = torch.empty(len(all_patches))
+    values = torch.empty(len(metrics), len(all_patches))
     done = 0
     for chunk in chunks(run_order, patches_per_pass):
         scores = scores_of([all_patches[i] for i in chunk])
-        values[torch.tensor(chunk)] = scores.mean(dim=1)
+        values[:, torch.tensor(chunk)] = scores.view(len(chunk), len(metrics), n_prompts).mean(-1).T
         done += len(chunk)
         if progress is not None:
             progress(done, len(all_patches))
 
-    values = values.view(result_shape(granularity, n_layers, n_heads, n_pos))
     options = run_options(inputs, sequences)
     options["engine"] = engine
     if engine_note:
         options["engine_note"] = engine_note
-    return patching_result(model, inputs, metric, runs, values, method="exact", site=site,
-                           granularity=granularity, direction=direction, options=options)
+    shape = result_shape(granularity, n_layers, n_heads, n_pos)
+    return tuple(patching_result(model, inputs, metric, metric_runs, metric_values.view(shape),
+                                 method="exact", site=site, granularity=granularity,
+                                 direction=direction, options=dict(options))
+                 for metric, metric_runs, metric_values in zip(metrics, runs, values, strict=True))
 
 
 def patch_resid(model, inputs: PatchingInputs, metric: PatchingMetric, site: str = "resid_pre",

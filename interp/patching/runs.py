@@ -8,7 +8,7 @@ position (`make_scorer`). Hooks live only inside `model.hooked`, under the model
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -209,6 +209,16 @@ class Runs:
     corrupted_scores: torch.Tensor  # [prompt]
     clean_log_probs: torch.Tensor
     noise_hooks: tuple
+    clean_last_logits: torch.Tensor | None = None  # [prompt, d_vocab], to score other metrics
+    corrupted_last_logits: torch.Tensor | None = None
+
+    def scored_by(self, metric: PatchingMetric) -> Runs:
+        """The same runs with `metric`'s per-prompt values (no new forward pass)."""
+        return replace(
+            self, clean_scores=metric_from_logits(metric, self.clean_last_logits,
+                                                  self.clean_log_probs)[0].cpu(),
+            corrupted_scores=metric_from_logits(metric, self.corrupted_last_logits,
+                                                self.clean_log_probs)[0].cpu())
 
     @property
     def clean_value(self) -> float:
@@ -237,7 +247,7 @@ def baseline_runs(model, inputs: PatchingInputs, metric: PatchingMetric, names: 
     clean_scores = metric_from_logits(metric, clean_logits, clean_log_probs)[0].cpu()
     corrupted_scores = metric_from_logits(metric, corrupted_logits, clean_log_probs)[0].cpu()
     return Runs(clean_cache, corrupted_cache, clean_scores, corrupted_scores, clean_log_probs,
-                noise_hooks)
+                noise_hooks, clean_logits, corrupted_logits)
 
 
 def tokens_per_pass(batch_size: int | None, n_pos: int) -> int:

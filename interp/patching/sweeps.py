@@ -20,6 +20,7 @@ from interp.patching import (
     attribution_patch,
     compare_methods,
     patch,
+    patch_metrics,
 )
 from interp.patching_tasks import (
     IOI_CORRUPTIONS,
@@ -29,6 +30,8 @@ from interp.patching_tasks import (
     VerbCurves,
     agreement_verb_curves,
     task_inputs,
+    verb_curves_from,
+    verb_metrics,
 )
 
 TASK_LABELS = {"agreement": "Subject-verb agreement", "ioi": "Indirect object (IOI)",
@@ -49,6 +52,7 @@ SWEEPS = {
     "Attention patterns (pattern)": ("pattern", "head"),
 }
 DEFAULT_SWEEPS = tuple(SWEEPS)[:4]
+CURVES_SWEEP = ("resid_pre", "layer_pos")  # what the agreement verb curves patch
 AUTO_METRIC = "auto"
 METRIC_HELP = {
     AUTO_METRIC: "logit difference when the task has a wrong answer, else the correct answer's "
@@ -194,20 +198,31 @@ def run_sweeps(model, task: PatchingTask, sweeps: Sequence[str], direction: str 
     if direction not in DIRECTIONS:
         raise invalid_choice("direction", direction, tuple(DIRECTIONS))
     inputs, chosen_metric = task_inputs(model, task, resolved_metric(task, metric))
-    steps = len(sweeps) + (1 if task.kind == "agreement" else 0)
-    outcomes = []
+    wants_curves = task.kind == "agreement"
+    # The verb curves are denoising resid_pre sweeps scored by each verb's probability: when the
+    # run already has that sweep, its patched runs are scored three ways at once.
+    shares_curves = wants_curves and direction == "denoising" and any(
+        SWEEPS[label] == CURVES_SWEEP for label in sweeps)
+    steps = len(sweeps) + (1 if wants_curves and not shares_curves else 0)
+    outcomes, curves = [], None
     for step, label in enumerate(sweeps):
         site, granularity = SWEEPS[label]
-        exact = labelled_by_role(patch(
-            model, inputs, chosen_metric, site=site, granularity=granularity,
-            direction=direction, progress=step_reporter(progress, step, steps, label)), task)
+        reporter = step_reporter(progress, step, steps, label)
+        if shares_curves and (site, granularity) == CURVES_SWEEP and curves is None:
+            exact, correct, wrong = patch_metrics(
+                model, inputs, (chosen_metric, *verb_metrics(task)), site=site,
+                granularity=granularity, direction=direction, progress=reporter)
+            curves = verb_curves_from(model, task, correct, wrong)
+        else:
+            exact = patch(model, inputs, chosen_metric, site=site, granularity=granularity,
+                          direction=direction, progress=reporter)
+        exact = labelled_by_role(exact, task)
         outcome = (with_attribution(model, inputs, chosen_metric, label, exact)
                    if attribution else SweepOutcome(label, exact))
         if outcome.approx is not None:
             outcome = replace(outcome, approx=labelled_by_role(outcome.approx, task))
         outcomes.append(outcome)
-    curves = None
-    if task.kind == "agreement":
+    if wants_curves and curves is None:
         curves = agreement_verb_curves(model, task, progress=step_reporter(
             progress, len(sweeps), steps, "both verbs' probabilities"))
     return PatchingRun(task=task, metric=metric, direction=direction, sweeps=tuple(outcomes),
