@@ -90,12 +90,14 @@ def test_eight_analyses_finish_in_arrival_order_each_waiting_only_for_the_work_a
     for thread in threads:
         thread.join(timeout=300)
     assert errors == []
-    assert order == owners
+    late = []
     for index, owner in enumerate(owners):
         assert torch.allclose(values[owner], alone_value[owner], atol=1e-5)
         work_up_to_here = sum(alone_s[o] for o in owners[:index + 1])
         took = finished_at[owner] - released_at
-        assert took <= SLACK_FACTOR * work_up_to_here + SLACK_S, (owner, took, work_up_to_here)
+        if took > SLACK_FACTOR * work_up_to_here + SLACK_S:
+            late.append(f"{owner}: {took:.2f} s, work up to it {work_up_to_here:.2f} s")
+    assert (order, late) == (owners, [])
     assert tiny_model.active_hook_count() == 0
 
 
