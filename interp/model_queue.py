@@ -15,7 +15,6 @@ longer wanted, with `analysis(owner, cancelled=..., on_wait=...)`; `interp` neve
 from __future__ import annotations
 
 import contextlib
-import itertools
 import statistics
 import threading
 import time
@@ -48,13 +47,11 @@ class QueueState:
 
 @dataclass(eq=False)
 class Ticket:
-    """One place in the queue: whose it is, which thread holds it, and its number."""
+    """One place in the queue: whose it is, and which thread holds it."""
 
-    number: int
     owner: Hashable | None
     thread: int
     cancelled: Callable[[], bool] | None
-    queued_at: float = field(default_factory=time.monotonic)
     started_at: float | None = None
 
     def is_cancelled(self) -> bool:
@@ -67,8 +64,7 @@ class ModelQueue:
     def __init__(self, label: str):
         self.label = label
         self._condition = threading.Condition()
-        self._numbers = itertools.count()
-        self._waiting: list[Ticket] = []  # in ticket order
+        self._waiting: list[Ticket] = []  # in the order they were taken
         self._running: Ticket | None = None
         self._durations: deque[float] = deque(maxlen=RECENT_RUNS)
 
@@ -168,7 +164,7 @@ class ModelQueue:
                         f"You already have {mine} analyses waiting for {self.label} (the most "
                         f"allowed is {limits.per_owner}). Wait for them to finish, then try "
                         "again.")
-            ticket = Ticket(next(self._numbers), owner, threading.get_ident(), cancelled)
+            ticket = Ticket(owner, threading.get_ident(), cancelled)
             self._waiting.append(ticket)
             return ticket
 
