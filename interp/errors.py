@@ -55,3 +55,20 @@ class InputTooLongError(InvalidOptionError):
 
 class ClassifierUnavailableError(InterpError):
     """No toxicity classifier can be loaded here: no local checkpoint set and no download possible."""
+
+
+class AnalysisCancelledError(InterpError):
+    """An analysis was dropped from a model's queue, or stopped between forward passes, because
+    whoever asked for it has gone (a closed tab) or asked for something else."""
+
+
+class QueueFullError(InterpError):
+    """A model's queue is at its configured length, or this owner has its most analyses queued."""
+
+
+class QueueWaitTooLongError(QueueFullError):
+    """The estimated wait for a model is over what a request may wait (an API answers 503)."""
+
+    def __init__(self, message: str, retry_after_s: float):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

@@ -22,6 +22,7 @@ import psutil
 import torch
 
 from interp.errors import LeftoverHooksError, ModelUnavailableError, NestedHookError
+from interp.model_queue import ModelQueue, Ticket, current_analysis
 from interp.tokens import display_tokens, token_texts
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
@@ -112,17 +113,23 @@ def param_count_label(n_params: int) -> str:
 
 
 class ModelLock:
-    """The lock every forward pass of one shared model holds: not re-entrant, and loud about it.
+    """The lock every forward pass of one shared model holds: fair, not re-entrant, and loud
+    about nesting.
 
-    A second `hooked()` opened inside the first in the same thread would otherwise either
-    deadlock (a plain lock) or, as an `RLock` with a hook reset did, strip the outer block's
-    hooks and give wrong numbers with no error. Here it raises `NestedHookError` instead.
+    Holding it means holding the model's turn in its FIFO queue (`interp.model_queue`): inside
+    an `analysis()` the first pass waits for the turn and the turn lasts to the analysis's end,
+    and each later pass first asks whether the analysis is still wanted; outside one, each hold
+    is a turn of its own. A second `hooked()` opened inside the first in the same thread would
+    otherwise either deadlock (a plain lock) or, as an `RLock` with a hook reset did, strip the
+    outer block's hooks and give wrong numbers with no error. Here it raises `NestedHookError`.
     """
 
     def __init__(self, label: str):
         self._lock = threading.Lock()
         self._owner: int | None = None
         self._label = label
+        self.queue = ModelQueue(label)
+        self._own_turn: Ticket | None = None  # a turn taken for this one hold, ended on release
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         if self._owner == threading.get_ident():
@@ -131,17 +138,31 @@ class ModelLock:
                 "thread; blocks on one model can't be nested (the inner one would run with the "
                 "outer one's hooks). Pass every hook to one hooked() call, or close the first "
                 "block before starting the next (model.logits() opens one too).")
-        acquired = self._lock.acquire(blocking, timeout)
-        if acquired:
-            self._owner = threading.get_ident()
-        return acquired
+        own_turn, analysis = None, current_analysis()
+        wait_s = 0.0 if not blocking else (timeout if timeout >= 0 else None)
+        if self.queue.holds_turn():
+            if analysis is not None:
+                analysis.raise_if_cancelled()  # a batch boundary: stop if no one wants it now
+        elif analysis is not None and wait_s is None:
+            analysis.take_turn(self.queue)
+        else:
+            own_turn = self.queue.enter(timeout_s=wait_s)
+            if own_turn is None:
+                return False
+        self._lock.acquire()  # free: only the turn's holder takes it
+        self._owner = threading.get_ident()
+        self._own_turn = own_turn
+        return True
 
     def release(self) -> None:
+        own_turn, self._own_turn = self._own_turn, None
         self._owner = None
         self._lock.release()
+        if own_turn is not None:
+            self.queue.leave(own_turn)
 
     def locked(self) -> bool:
-        return self._lock.locked()
+        return self._lock.locked() or self.queue.running_ticket() is not None
 
     def __enter__(self) -> ModelLock:
         self.acquire()

@@ -3,7 +3,8 @@
 Each setting is read from an environment variable, else from the entry of the same name in a
 secrets mapping (Streamlit's `st.secrets`, handed in by the app, since `interp` never imports
 Streamlit), else it takes a default sized for Streamlit Community Cloud (about 2.7 GB of memory,
-at most 2 CPU cores). `WORKBENCH_ALLOW_CUSTOM_MODELS` decides whether visitors may load any
+at most 2 CPU cores). The queue settings bound how many analyses wait for a shared model.
+`WORKBENCH_ALLOW_CUSTOM_MODELS` decides whether visitors may load any
 Hugging Face id or local folder; a public deployment switches it off.
 """
 
@@ -14,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
 from interp.errors import InvalidOptionError, ModelNotAllowedError
+from interp.model_queue import QueueLimits
 
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
@@ -85,6 +87,17 @@ class Settings:
     # for the toxicity classifier offline ("" = Detoxify's standard download).
     detoxify_checkpoint: str = field(default="", metadata={"parse": optional_text})
     detoxify_config: str = field(default="", metadata={"parse": optional_text})
+    # Analyses that may wait for one shared model (beyond it: "busy, try again in a moment"),
+    # how many of them one session (or API client) may have, and the longest estimated wait
+    # an API request accepts before it is answered 503 with Retry-After.
+    queue_length: int = field(default=16, metadata={"parse": positive_int})
+    queue_per_session: int = field(default=2, metadata={"parse": positive_int})
+    api_max_wait_s: float = field(default=60.0, metadata={"parse": positive_float})
+
+    @property
+    def queue_limits(self) -> QueueLimits:
+        """The limits every shared model's queue applies to owned analyses."""
+        return QueueLimits(max_waiting=self.queue_length, per_owner=self.queue_per_session)
 
     @classmethod
     def from_env(cls, secrets: Mapping | None = None,

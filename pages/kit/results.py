@@ -12,9 +12,10 @@ from interp import explain as explaining
 from interp import export
 from interp.errors import InterpError
 from interp.figures import CaptionedFigure, CaptionedTable, figure_for
+from pages.kit import queue
 from pages.kit.ai import ai_panel
 from pages.kit.models import show_error
-from pages.kit.state import Keys, last_result, run_and_remember, stale_notice
+from pages.kit.state import Keys, last_result, stale_notice
 
 Progress = Callable[[float, str], None]
 
@@ -40,12 +41,12 @@ def progress_reporter(label: str = "Starting ...", status: bool = False) -> Iter
 
 def result_on_click(key: str, signature, clicked: bool, action: str, fn: Callable, *args):
     """The page's kept result: computed by `fn(*args, progress=...)` with a progress bar when its
-    button was `clicked` (unless kept under the same `signature`), with a notice when it is from
-    other inputs than the current ones; errors are shown, never raised."""
-    if clicked:
+    button was `clicked` (unless kept under the same `signature`), waiting its turn for the
+    model in view (`pages.kit.queue`), with a notice when it is from other inputs than the
+    current ones; errors are shown, never raised."""
+    if clicked or queue.in_flight(key):
         try:
-            with progress_reporter() as report:
-                run_and_remember(key, signature, fn, *args, progress=report)
+            queue.run_in_turn(key, signature, clicked, fn, *args)
         except InterpError as error:
             show_error(error)
     stale_notice(key, signature, action)
