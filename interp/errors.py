@@ -55,3 +55,8 @@ class InputTooLongError(InvalidOptionError):
 
 class ClassifierUnavailableError(InterpError):
     """No toxicity classifier can be loaded here: no local checkpoint set and no download possible."""
+
+
+class SAEFormatError(InterpError):
+    """A sparse autoencoder folder or file can't be used: missing files or keys, wrong shapes, or
+    a width that does not match the model's activations."""
