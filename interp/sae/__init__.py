@@ -26,3 +26,5 @@ __all__ = [
     "normalized_mse", "prompt_features", "read_cfg", "save_saelens", "scan_features",
     "seed_stability", "splice_losses", "train_sae",
 ]
+
+from interp.sae import reporting  # noqa: E402, F401  (registers explainers and CSV writers)

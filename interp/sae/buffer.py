@@ -185,7 +185,7 @@ def collect_activations(model, texts: Sequence[str], hook: str, folder: str | Pa
     """
     window = max(2, min(int(window), model.info.n_ctx))
     windows, lengths = token_windows(model, texts, window, int(max_tokens))
-    d_in = _hook_width(model, hook)
+    d_in = hook_width(model, hook)
     n_rows = int((lengths - 1).sum())
     if n_rows * d_in * 4 > max_bytes:
         raise InvalidOptionError(
@@ -202,7 +202,7 @@ def collect_activations(model, texts: Sequence[str], hook: str, folder: str | Pa
             chosen = slice(index * batch_size, (index + 1) * batch_size)
             batch_lengths = lengths[chosen]
             batch = torch.from_numpy(windows[chosen, :int(batch_lengths.max())]).long()
-            acts = _activations_at(model, hook, batch)
+            acts = activations_at(model, hook, batch)
             keep = torch.arange(batch.shape[1])[None, :] < torch.from_numpy(batch_lengths)[:, None]
             keep[:, 0] = False
             out.write(acts[keep].numpy().astype(np.float32, copy=False).tobytes())
@@ -218,7 +218,7 @@ def collect_activations(model, texts: Sequence[str], hook: str, folder: str | Pa
 
 
 @torch.no_grad()
-def _activations_at(model, hook: str, token_ids: torch.Tensor) -> torch.Tensor:
+def activations_at(model, hook: str, token_ids: torch.Tensor) -> torch.Tensor:
     """The activation at `hook` [batch, pos, d] on the CPU; the forward pass stops there."""
     kept = []
 
@@ -237,7 +237,7 @@ def _activations_at(model, hook: str, token_ids: torch.Tensor) -> torch.Tensor:
     return kept[0]
 
 
-def _hook_width(model, hook: str) -> int:
+def hook_width(model, hook: str) -> int:
     """The activation width at `hook`, read from one short forward pass (not assumed)."""
     bos = model.tokenizer.bos_token_id
-    return int(_activations_at(model, hook, torch.tensor([[bos, bos]])).shape[-1])
+    return int(activations_at(model, hook, torch.tensor([[bos, bos]])).shape[-1])

@@ -186,11 +186,11 @@ class PromptFeatures:
 @torch.no_grad()
 def prompt_features(model, sae, prompt: str, n_features: int = 12, per_token: int = 5) -> PromptFeatures:
     """The SAE's features on every token of `prompt` (BOS first, as in training)."""
-    from interp.sae.buffer import _activations_at
+    from interp.sae.buffer import activations_at
     from interp.validation import check_prompt
 
     ids = check_prompt(prompt, model).as_tensor()
-    codes = sae.encode(_activations_at(model, sae.config.hook_name, ids)[0].to(model.device)).cpu()
+    codes = sae.encode(activations_at(model, sae.config.hook_name, ids)[0].to(model.device)).cpu()
     strongest = codes.max(0).values
     chosen = [int(i) for i in strongest.topk(min(n_features, codes.shape[1])).indices
               if strongest[i] > 0]

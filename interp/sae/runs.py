@@ -11,12 +11,12 @@ from pathlib import Path
 import torch
 
 from interp.models import ASSETS_DIR
-from interp.sae.buffer import ActivationBuffer, collect_activations
+from interp.sae.buffer import ActivationBuffer, collect_activations, hook_width
 from interp.sae.features import FeatureScan, scan_features
 from interp.sae.metrics import SAEMetrics, evaluate_sae
 from interp.sae.modules import SparseAutoencoder
 from interp.sae.saelens import check_fits
-from interp.sae.training import TrainedSAE, TrainingConfig, TrainingPoint, Trainer
+from interp.sae.training import TrainedSAE, TrainingConfig, TrainingPoint, Trainer, torch_threads
 
 CORPUS_PATH = ASSETS_DIR / "sae" / "demo_corpus.txt"
 BUFFER_ROOT = Path(tempfile.gettempdir()) / "workbench-sae-buffers"
@@ -75,8 +75,10 @@ def train_on_corpus(model, texts: Sequence[str], hook: str, config: TrainingConf
         if progress is not None:
             progress(0.3 * fraction, text)
 
-    buffer = collect_activations(model, texts, hook, new_buffer_folder(), window=window,
-                                 max_tokens=max_tokens, progress=collecting, cancelled=cancelled)
+    with torch_threads(config.threads):
+        buffer = collect_activations(model, texts, hook, new_buffer_folder(), window=window,
+                                     max_tokens=max_tokens, progress=collecting,
+                                     cancelled=cancelled)
     trainer = Trainer(buffer, config, model.device)
     if on_trainer is not None:
         on_trainer(trainer)
@@ -90,17 +92,18 @@ def train_on_corpus(model, texts: Sequence[str], hook: str, config: TrainingConf
             on_point(p)
 
     trained = trainer.run(point, cancelled)
-    return assess(model, trained.sae, buffer, "trained", trained, progress)
+    with torch_threads(config.threads):
+        return assess(model, trained.sae, buffer, "trained", trained, progress)
 
 
 def assess_loaded(model, sae: SparseAutoencoder, source: str, texts: Sequence[str],
                   max_tokens: int = 20_000, window: int = 64,
                   progress: Progress | None = None) -> SAERun:
     """Check a loaded SAE against the model, collect activations at its hook and assess it."""
+    check_fits(sae, model, hook_width(model, sae.config.hook_name))
     buffer = collect_activations(model, texts, sae.config.hook_name, new_buffer_folder(),
                                  window=window, max_tokens=max_tokens,
                                  progress=lambda f, t: progress(0.9 * f, t) if progress else None)
-    check_fits(sae, model, buffer.d_in)
     return assess(model, sae, buffer, source, progress=progress)
 
 

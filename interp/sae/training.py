@@ -11,10 +11,11 @@ The state with the lowest loss on a held-out batch is kept, also when training i
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +38,7 @@ class TrainingConfig:
     `k`: features kept per token (TopK), or on average per token of a batch (BatchTopK).
     `warmup_steps`: the learning rate rises linearly from 0, then decays linearly over the last
     fifth of the run. `resample_every`: steps between dead-feature resamplings (0: never).
+    `threads`: torch threads while training (see `torch_threads`; None leaves torch's own).
     """
 
     architecture: str = "topk"
@@ -53,6 +55,7 @@ class TrainingConfig:
     aux_k: int | None = None
     aux_coefficient: float = 1 / 32
     eval_every: int = 25
+    threads: int | None = 1
 
     def __post_init__(self):
         if self.architecture not in TRAINING_ARCHITECTURES:
@@ -93,6 +96,22 @@ class TrainedSAE:
     tokens_per_second: float
     hook_name: str
     model_name: str
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run with `threads` torch threads (None: leave as is), restoring the setting after.
+
+    SAE work is many small matrix products: on a 2-core machine shared with other jobs, two
+    contending threads were measured ~8x slower per training step than one (0.35 s vs 0.044 s,
+    batch 512, d_in 128, 4x)."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def learning_rate_at(step: int, config: TrainingConfig) -> float:
@@ -291,16 +310,17 @@ class Trainer:
     def run(self, on_point: Callable[[TrainingPoint], None] | None = None,
             cancelled: Callable[[], bool] | None = None) -> TrainedSAE:
         stopped = False
-        self.evaluate()
-        while self.step < self.config.steps:
-            if cancelled is not None and cancelled():
-                stopped = True
-                break
-            self.train_step()
-            if self.step % self.config.eval_every == 0 or self.step == self.config.steps:
-                point = self.evaluate()
-                if on_point is not None:
-                    on_point(point)
+        with torch_threads(self.config.threads):
+            self.evaluate()
+            while self.step < self.config.steps:
+                if cancelled is not None and cancelled():
+                    stopped = True
+                    break
+                self.train_step()
+                if self.step % self.config.eval_every == 0 or self.step == self.config.steps:
+                    point = self.evaluate()
+                    if on_point is not None:
+                        on_point(point)
         return self.best(stopped_early=stopped)
 
 
