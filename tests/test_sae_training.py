@@ -95,3 +95,33 @@ def test_seed_stability_matches_a_permuted_copy_and_not_random_directions():
     assert torch.allclose(same, torch.ones(64), atol=1e-5)
     other = best_cosines(sae_with(rows), sae_with(torch.randn(64, D_IN)))
     assert float(other.max()) < 0.9
+
+
+def test_the_sparse_topk_gradients_equal_dense_autograd():
+    """Reference: torch autograd through the dense TopK code (zeros except the chosen pairs),
+    for every parameter the sparse path updates."""
+    from interp.sae.modules import SAEConfig, SparseAutoencoder
+    from interp.sae.training import SparseCode
+
+    torch.manual_seed(0)
+    sae = SparseAutoencoder(SAEConfig(d_in=8, d_sae=20, hook_name="h", architecture="topk", k=3))
+    for parameter in sae.parameters():
+        parameter.data.normal_()
+    x, target = torch.randn(5, 8), torch.randn(5, 8)
+    with torch.no_grad():
+        pre = sae.pre_activations(x)
+        values, features = pre.topk(3, dim=-1)
+        rows = torch.arange(5)[:, None].expand_as(features)
+        rows, features = rows[values > 0], features[values > 0]
+    decoded, _ = SparseCode.apply(x - sae.b_dec, sae.W_enc, sae.b_enc, sae.W_dec, rows, features,
+                                  pre[rows, features])
+    (decoded + sae.b_dec - target).pow(2).sum().backward()
+    sparse = [p.grad.clone() for p in sae.parameters()]
+    sae.zero_grad()
+    dense_pre = sae.pre_activations(x)
+    mask = torch.zeros_like(dense_pre, dtype=torch.bool)
+    mask[rows, features] = True
+    codes = (dense_pre * mask).relu()
+    (codes @ sae.W_dec + sae.b_dec - target).pow(2).sum().backward()
+    for mine, reference in zip(sparse, (p.grad for p in sae.parameters()), strict=True):
+        assert torch.allclose(mine, reference, atol=1e-4), (mine - reference).abs().max()

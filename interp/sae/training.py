@@ -122,6 +122,39 @@ def learning_rate_at(step: int, config: TrainingConfig) -> float:
     return config.learning_rate * warm * decay
 
 
+class SparseCode(torch.autograd.Function):
+    """x_hat = sum_n relu(pre_n) W_dec[f_n] over chosen (row r_n, feature f_n) pairs, with
+    pre_n = inputs[r_n] . W_enc[:, f_n] + b_enc[f_n] given (computed without gradients).
+
+    Autograd through the dense [B, d_sae] code would cost three B x d_in x d_sae products per
+    step; with N = B x k pairs, every gradient here is a gather and scatter of N x d_in."""
+
+    @staticmethod
+    def forward(ctx, inputs, W_enc, b_enc, W_dec, rows, features, pre):
+        values = pre.relu()
+        ctx.save_for_backward(inputs, W_enc, W_dec, rows, features, pre)
+        return _scatter_rows(inputs.shape[0], rows, values, W_dec[features]), values
+
+    @staticmethod
+    def backward(ctx, grad_out, grad_values):
+        inputs, W_enc, W_dec, rows, features, pre = ctx.saved_tensors
+        values = pre.relu()
+        picked_grad = grad_out[rows]
+        grad_W_dec = _scatter_rows(W_dec.shape[0], features, values, picked_grad)
+        grad_pre = ((picked_grad * W_dec[features]).sum(-1) + grad_values) * (pre > 0)
+        grad_W_enc = _scatter_rows(W_dec.shape[0], features, grad_pre, inputs[rows]).t()
+        grad_b_enc = pre.new_zeros(W_dec.shape[0]).index_add_(0, features, grad_pre)
+        grad_inputs = _scatter_rows(inputs.shape[0], rows, grad_pre,
+                                    W_enc.t().contiguous()[features])
+        return grad_inputs, grad_W_enc, grad_b_enc, grad_W_dec, None, None, None
+
+
+def _scatter_rows(n: int, index: torch.Tensor, weights: torch.Tensor,
+                  vectors: torch.Tensor) -> torch.Tensor:
+    """out[i] = sum of weights[n] * vectors[n] over the n with index[n] == i: [n, d]."""
+    return vectors.new_zeros(n, vectors.shape[1]).index_add_(0, index, vectors * weights[:, None])
+
+
 class Trainer:
     """One training run; `run()` does it, `best()` is the best state so far at any time."""
 
@@ -170,53 +203,72 @@ class Trainer:
                                        replace=False)
         return self.sae.prepare(self.buffer.rows(picked, self.device))[0] * self.scale
 
-    def codes(self, x: torch.Tensor, training: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """(feature activations, pre-activations) of scaled, prepared inputs."""
-        pre = self.sae.pre_activations(x)
-        if self.config.architecture != "batchtopk":
-            return self.sae.activate(pre), pre
+    def chosen_pairs(self, pre: torch.Tensor, training: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """(rows, features) of the active pairs of TopK / BatchTopK codes, picked without
+        gradients from pre-activations [B, d_sae]; BatchTopK's training pick updates its
+        running inference threshold."""
+        if self.config.architecture == "topk":
+            values, features = pre.topk(self.sae.config.k, dim=-1)
+            rows = torch.arange(pre.shape[0], device=pre.device)[:, None].expand_as(features)
+            keep = values > 0
+            return rows[keep], features[keep]
         if not training:
-            threshold = self.threshold if self.threshold is not None else 0.0
-            return pre * (pre > threshold), pre
-        positive = pre.relu()
-        keep = min(self.config.k * x.shape[0], positive.numel())
-        values, indices = positive.flatten().topk(keep)
-        codes = torch.zeros_like(positive).flatten().scatter(0, indices, values).view_as(pre)
-        kept_min = values[values > 0].min() if (values > 0).any() else None
-        if kept_min is not None:
-            with torch.no_grad():
-                value = float(kept_min)
-                self.threshold = value if self.threshold is None else (
-                    THRESHOLD_MOMENTUM * self.threshold + (1 - THRESHOLD_MOMENTUM) * value)
-        return codes, pre
+            rows, features = (pre > (self.threshold or 0.0)).nonzero(as_tuple=True)
+            return rows, features
+        keep = min(self.config.k * pre.shape[0], pre.numel())
+        values, flat = pre.relu().flatten().topk(keep)
+        flat = flat[values > 0]
+        if len(flat):
+            value = float(values[values > 0].min())
+            self.threshold = value if self.threshold is None else (
+                THRESHOLD_MOMENTUM * self.threshold + (1 - THRESHOLD_MOMENTUM) * value)
+        return flat // pre.shape[1], flat % pre.shape[1]
+
+    def pair_reconstruction(self, x: torch.Tensor, pre: torch.Tensor, rows: torch.Tensor,
+                            features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sum of the chosen pairs' value x decoder row [B, d_in], their values [N]), with
+        gradients for those pairs only (see `SparseCode`)."""
+        inputs = x - self.sae.b_dec if self.sae.config.apply_b_dec_to_input else x
+        return SparseCode.apply(inputs, self.sae.W_enc, self.sae.b_enc, self.sae.W_dec,
+                                rows, features, pre[rows, features])
 
     def losses(self, x: torch.Tensor, training: bool) -> tuple[torch.Tensor, torch.Tensor,
                                                                  torch.Tensor]:
-        """(total loss, squared error per token, codes)."""
-        codes, pre = self.codes(x, training)
-        x_hat = codes @ self.sae.W_dec + self.sae.b_dec
+        """(total loss, squared error per token, codes [B, d_sae] without gradients)."""
+        if self.config.architecture == "relu":
+            codes = self.sae.pre_activations(x).relu()
+            x_hat = codes @ self.sae.W_dec + self.sae.b_dec
+            error = (x - x_hat).pow(2).sum(-1)
+            penalty = (codes * self.sae.W_dec.norm(dim=-1)).sum(-1).mean()
+            return error.mean() + self.config.l1_coefficient * penalty, error, codes.detach()
+        with torch.no_grad():
+            pre = self.sae.pre_activations(x)
+            rows, features = self.chosen_pairs(pre, training)
+        decoded, values = self.pair_reconstruction(x, pre, rows, features)
+        x_hat = decoded + self.sae.b_dec
         error = (x - x_hat).pow(2).sum(-1)
         loss = error.mean()
-        if self.config.architecture == "relu":
-            loss = loss + self.config.l1_coefficient * (
-                codes * self.sae.W_dec.norm(dim=-1)).sum(-1).mean()
-        elif training:
-            loss = loss + self.config.aux_coefficient * self.aux_loss(x - x_hat, pre)
+        if training:
+            loss = loss + self.config.aux_coefficient * self.aux_loss(x, x - x_hat, pre)
+        codes = torch.zeros_like(pre).index_put_((rows, features), values.detach())
         return loss, error, codes
 
     def dead_mask(self) -> torch.Tensor:
         return (self.tokens_seen - self.last_fired) >= self.config.dead_after_tokens
 
-    def aux_loss(self, residual: torch.Tensor, pre: torch.Tensor) -> torch.Tensor:
+    def aux_loss(self, x: torch.Tensor, residual: torch.Tensor, pre: torch.Tensor) -> torch.Tensor:
         """How well the dead features' top-k_aux reconstruct what the live ones missed,
         relative to the residual's own variance (0 when no feature is dead)."""
         dead = self.dead_mask()
         if not dead.any():
             return pre.new_zeros(())
         aux_k = min(int(dead.sum()), self.config.aux_k or 2 * self.config.k)
-        values, indices = pre.masked_fill(~dead, -math.inf).topk(aux_k, dim=-1)
-        codes = torch.zeros_like(pre).scatter(-1, indices, values.relu())
-        estimate = codes @ self.sae.W_dec
+        with torch.no_grad():
+            values, features = pre.masked_fill(~dead, -math.inf).topk(aux_k, dim=-1)
+            rows = torch.arange(pre.shape[0], device=pre.device)[:, None].expand_as(features)
+            keep = values > 0
+        rows, features = rows[keep], features[keep]
+        estimate, _ = self.pair_reconstruction(x, pre, rows, features)
         target = residual.detach()
         variance = (target - target.mean(0)).pow(2).sum(-1).mean().clamp_min(1e-12)
         return (target - estimate).pow(2).sum(-1).mean() / variance
@@ -255,7 +307,7 @@ class Trainer:
         picks = torch.multinomial(weights, len(dead), replacement=True,
                                   generator=torch.Generator().manual_seed(
                                       self.config.seed + self.step))
-        codes, _ = self.codes(x[picks], training=False)
+        _, _, codes = self.losses(x[picks], training=False)
         residual = x[picks] - (codes @ self.sae.W_dec + self.sae.b_dec)
         directions = residual / residual.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         alive = ~self.dead_mask()
