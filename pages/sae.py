@@ -10,7 +10,7 @@ import streamlit as st
 
 from interp import sae as saes
 from interp.explain import md_escape
-from interp.sae.buffer import SITE_LABELS
+from interp.sae.buffer import SITE_LABELS, hook_width
 from interp.sae.features import FeatureContext
 from interp.sae.reporting import saelens_zip
 from interp.sae.runs import assess, assess_loaded, bundled_corpus, corpus_from_upload, \
@@ -153,9 +153,11 @@ def load_tab(side: kit.Side, corpus_key: str, texts: list[str]) -> None:
         with st.expander("cfg.json", expanded=False):
             st.json(cfg)
         sae = saes.load_saelens(folder, device=model.device)
+        saes.check_fits(sae, model, hook_width(model, sae.config.hook_name))
         st.caption(f"{sae.config.d_sae:,} features ({sae.config.architecture}) reading "
                    f"{sae.config.d_in} numbers at `{md_escape(sae.config.hook_name)}`; "
-                   f"inputs centred over d_model: {'yes' if sae.config.centre_input else 'no'}.")
+                   f"inputs centred over d_model: {'yes' if sae.config.centre_input else 'no'}; "
+                   f"its width matches {md_escape(model.info.label)}.")
         if st.button("Load SAE", key=P + "load"):
             with kit.progress_reporter("Collecting activations ...") as report:
                 kit.run_and_remember(P + "loaded", (model.name, folder, corpus_key),

@@ -143,3 +143,11 @@ def test_broken_folders_say_what_is_missing(tmp_path):
     (tmp_path / "jump" / "cfg.json").write_text(json.dumps({**cfg, "architecture": "jumprelu"}))
     with pytest.raises(SAEFormatError, match="no tensor 'threshold'"):
         load_saelens(tmp_path / "jump")
+
+
+def test_an_sae_for_a_layer_the_model_lacks_is_refused_clearly(tiny_model):
+    """Reference: the tiny model's 2 layers (an SAE for blocks.5 can't apply)."""
+    from interp.errors import InvalidOptionError
+
+    with pytest.raises(InvalidOptionError, match="has no hook 'blocks.5.hook_resid_pre'"):
+        hook_width(tiny_model, "blocks.5.hook_resid_pre")

@@ -220,6 +220,11 @@ def collect_activations(model, texts: Sequence[str], hook: str, folder: str | Pa
 @torch.no_grad()
 def activations_at(model, hook: str, token_ids: torch.Tensor) -> torch.Tensor:
     """The activation at `hook` [batch, pos, d] on the CPU; the forward pass stops there."""
+    if hook not in getattr(model.bridge, "hook_dict", {hook: None}):
+        raise InvalidOptionError(
+            f"{model.info.label} has no hook {hook!r} (it has {model.info.n_layers} layers, "
+            f"0 to {model.info.n_layers - 1}). Valid sites: "
+            + ", ".join(SITES[s].format(layer="L") for s in SITES) + ".")
     kept = []
 
     def keep(activation, hook):

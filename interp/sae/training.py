@@ -303,10 +303,10 @@ class Trainer:
         if len(dead) == 0:
             return
         _, error, _ = self.losses(x, training=False)
-        weights = error / error.sum().clamp_min(1e-12)
+        weights = (error / error.sum().clamp_min(1e-12)).cpu()  # the seeded generator is a CPU one
         picks = torch.multinomial(weights, len(dead), replacement=True,
                                   generator=torch.Generator().manual_seed(
-                                      self.config.seed + self.step))
+                                      self.config.seed + self.step)).to(x.device)
         _, _, codes = self.losses(x[picks], training=False)
         residual = x[picks] - (codes @ self.sae.W_dec + self.sae.b_dec)
         directions = residual / residual.norm(dim=-1, keepdim=True).clamp_min(1e-12)
