@@ -43,14 +43,14 @@ def corpus_input() -> tuple[str, list[str]]:
 
 def training_inputs(model) -> tuple[str, saes.TrainingConfig, int]:
     n_layers = model.info.n_layers
-    left, middle, right = st.columns(3)
+    left, right = st.columns(2)
     site = ask(left.selectbox, "Activation", "site", "resid_pre", options=list(saes.SITES),
                format_func=SITE_LABELS.get)
     layer = ask(left.slider, "Layer", "layer", n_layers // 2, min_value=0,
                 max_value=n_layers - 1)
-    architecture = ask(middle.radio, "Architecture", "architecture", "topk",
+    architecture = ask(right.radio, "Architecture", "architecture", "topk",
                        options=list(ARCHITECTURE_LABELS), format_func=ARCHITECTURE_LABELS.get)
-    expansion = ask(middle.select_slider, "Expansion factor", "expansion", 4,
+    expansion = ask(left.select_slider, "Expansion factor", "expansion", 4,
                     options=[1, 2, 4, 8, 16, 32])
     if architecture == "relu":
         l1 = ask(right.number_input, "L1 coefficient", "l1", 5.0, min_value=0.0, step=0.5)
@@ -60,15 +60,15 @@ def training_inputs(model) -> tuple[str, saes.TrainingConfig, int]:
         l1 = 5.0
     steps = ask(right.number_input, "Steps", "steps", 300, min_value=10, step=50)
     with st.expander("More settings"):
-        a, b, c = st.columns(3)
+        a, b = st.columns(2)
         learning_rate = ask(a.number_input, "Learning rate", "lr", 2e-3, min_value=1e-5,
                             format="%.0e", step=1e-4)
         warmup = ask(a.number_input, "Warm-up steps", "warmup", 30, min_value=0, step=10)
         batch = ask(b.number_input, "Batch (tokens)", "batch", 512, min_value=16, step=64)
         seed = ask(b.number_input, "Seed", "seed", 0, min_value=0, step=1)
-        max_tokens = ask(c.number_input, "Corpus tokens to collect", "max_tokens", 20_000,
+        max_tokens = ask(a.number_input, "Corpus tokens to collect", "max_tokens", 20_000,
                          min_value=1_000, step=5_000)
-        resample = ask(c.number_input, "Resample dead features every (steps, 0 = never)",
+        resample = ask(b.number_input, "Resample dead every (steps; 0 = off)",
                        "resample", 100, min_value=0, step=50)
     config = saes.TrainingConfig(
         architecture=architecture, expansion=int(expansion), k=int(k), l1_coefficient=float(l1),
@@ -96,7 +96,7 @@ def train_tab(side: kit.Side, corpus_key: str, texts: list[str]) -> None:
     with kit.reported_errors():
         hook, config, max_tokens = training_inputs(model)
     signature = (model.name, hook, config, max_tokens, corpus_key)
-    left, right = st.columns([1, 3])
+    left, right = st.columns(2)
     clicked = left.button(ACTION, type="primary", key=P + "train", icon=":material/play_arrow:")
     right.button("Stop training", key=P + "stop", help="Stops at the next step and keeps the "
                  "best state so far.")
@@ -177,9 +177,9 @@ def active_run():
 
 def quality_view(run) -> None:
     m = run.metrics
-    kit.metric_row({"L0": f"{m.l0:.1f}", "Explained variance": f"{m.explained_variance:.3f}",
-                    "CE loss recovered": f"{m.loss_recovered:.3f}",
-                    "KL to clean": f"{m.splice.kl_to_clean:.4f}", "Dead": f"{m.dead}"})
+    kit.metric_row({"L0": f"{m.l0:.1f}", "Explained var.": f"{m.explained_variance:.3f}"})
+    kit.metric_row({"CE loss recovered": f"{m.loss_recovered:.3f}",
+                    "KL to clean": f"{m.splice.kl_to_clean:.4f}"})
     shown = kit.show(m, key=P + "density")
     kit.export_buttons(run.scan, shown, key=P + "export.density", name="sae_features")
     st.download_button("SAE in SAELens format (.zip)", data=lambda: saelens_zip(run),

@@ -30,10 +30,9 @@ SITES = {
     "mlp_out": "blocks.{layer}.hook_mlp_out",
     "attn_out": "blocks.{layer}.hook_attn_out",
 }
-SITE_LABELS = {"resid_pre": "residual stream before the block", "resid_mid":
-               "residual stream between attention and MLP", "resid_post":
-               "residual stream after the block", "mlp_out": "MLP output",
-               "attn_out": "attention output"}
+SITE_LABELS = {"resid_pre": "Residual, before block", "resid_mid": "Residual, mid-block",
+               "resid_post": "Residual, after block", "mlp_out": "MLP output",
+               "attn_out": "Attention output"}
 ACTIVATIONS_FILE, TOKENS_FILE, META_FILE = "activations.f32", "tokens.npy", "buffer.json"
 LENGTHS_FILE = "lengths.npy"
 # A buffer larger than this is refused before any work: ~1M tokens of GPT-2 small's width.
