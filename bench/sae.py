@@ -48,7 +48,7 @@ def measure(threads: int) -> list[Entry]:
         folder = tempfile.mkdtemp(prefix="bench-sae-")
         kept = []
 
-        def collect(folder=folder, n_tokens=n_tokens):
+        def collect(folder=folder, n_tokens=n_tokens, kept=kept):
             kept.append(collect_activations(model, texts, hook, folder, window=WINDOW,
                                             max_tokens=n_tokens, batch_size=16))
 

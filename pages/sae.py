@@ -9,12 +9,18 @@ import pandas as pd
 import streamlit as st
 
 from interp import sae as saes
+from interp.errors import InterpError
 from interp.explain import md_escape
 from interp.sae.buffer import SITE_LABELS, hook_width
 from interp.sae.features import FeatureContext
 from interp.sae.reporting import saelens_zip
-from interp.sae.runs import assess, assess_loaded, bundled_corpus, corpus_from_upload, \
-    train_on_corpus
+from interp.sae.runs import (
+    assess,
+    assess_loaded,
+    bundled_corpus,
+    corpus_from_upload,
+    train_on_corpus,
+)
 from pages import kit
 
 ACTION = "Train SAE"
@@ -117,8 +123,12 @@ def train_tab(side: kit.Side, corpus_key: str, texts: list[str]) -> None:
                         P + "trained", signature, train_on_corpus, model, texts, hook, config,
                         max_tokens, progress=report, on_point=draw,
                         on_trainer=lambda t: st.session_state.__setitem__(TRAINER, t))
-            finally:  # reached unless Streamlit stopped the script (then the trainer is kept)
+            except InterpError:
                 st.session_state.pop(TRAINER, None)
+                raise
+        # Not reached when Stop (or any rerun) interrupts the script: the trainer stays for
+        # `recover_stopped_run` on the next run.
+        st.session_state.pop(TRAINER, None)
         live.empty()
     kit.stale_notice(P + "trained", signature, ACTION)
     run = kit.last_result(P + "trained")

@@ -9,10 +9,23 @@ whether two seeds find the same features (`stability`).
 """
 
 from interp.sae.buffer import SITES, ActivationBuffer, collect_activations, hook_name
-from interp.sae.features import FeatureReport, FeatureScan, PromptFeatures, feature_report, \
-    prompt_features, scan_features
-from interp.sae.metrics import SAEMetrics, SpliceLosses, evaluate_sae, explained_variance, l0, \
-    normalized_mse, splice_losses
+from interp.sae.features import (
+    FeatureReport,
+    FeatureScan,
+    PromptFeatures,
+    feature_report,
+    prompt_features,
+    scan_features,
+)
+from interp.sae.metrics import (
+    SAEMetrics,
+    SpliceLosses,
+    evaluate_sae,
+    explained_variance,
+    l0,
+    normalized_mse,
+    splice_losses,
+)
 from interp.sae.modules import SAEConfig, SparseAutoencoder
 from interp.sae.saelens import check_fits, load_saelens, read_cfg, save_saelens
 from interp.sae.stability import SeedStability, compare_seeds, seed_stability

@@ -16,7 +16,7 @@ from interp.sae.features import FeatureScan, scan_features
 from interp.sae.metrics import SAEMetrics, evaluate_sae
 from interp.sae.modules import SparseAutoencoder
 from interp.sae.saelens import check_fits
-from interp.sae.training import TrainedSAE, TrainingConfig, TrainingPoint, Trainer, torch_threads
+from interp.sae.training import TrainedSAE, Trainer, TrainingConfig, TrainingPoint, torch_threads
 
 CORPUS_PATH = ASSETS_DIR / "sae" / "demo_corpus.txt"
 BUFFER_ROOT = Path(tempfile.gettempdir()) / "workbench-sae-buffers"

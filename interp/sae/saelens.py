@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from interp.errors import SAEFormatError
-from interp.sae.modules import ARCHITECTURES, NORMALIZATIONS, SAEConfig, SparseAutoencoder
+from interp.sae.modules import NORMALIZATIONS, SAEConfig, SparseAutoencoder
 
 CFG_FILE, WEIGHTS_FILE, SPARSITY_FILE = "cfg.json", "sae_weights.safetensors", "sparsity.safetensors"
 ARCHITECTURE_NAMES = {"standard": "relu", "relu": "relu", "topk": "topk", "jumprelu": "jumprelu"}
