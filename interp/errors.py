@@ -72,3 +72,8 @@ class QueueWaitTooLongError(QueueFullError):
     def __init__(self, message: str, retry_after_s: float):
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class SAEFormatError(InterpError):
+    """A sparse autoencoder folder or file can't be used: missing files or keys, wrong shapes, or
+    a width that does not match the model's activations."""

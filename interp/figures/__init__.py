@@ -60,5 +60,6 @@ from interp.figures import (  # noqa: E402, F401
     logit_lens,
     patching,
     prediction,
+    sae,
     toxicity_bias,
 )

@@ -57,6 +57,9 @@ PAGES: tuple[PageEntry, ...] = (
     PageEntry("pages/logit_lens.py", "Logit lens", ":material/layers:",
               "What would the model predict if it stopped at layer L, and which heads and MLPs "
               "write the answer?", "logit_lens", main_action="Run logit lens"),
+    PageEntry("pages/sae.py", "Sparse autoencoders", ":material/scatter_plot:",
+              "Which sparse features does the model's activation hold, and what do they do?",
+              "sae", compare_modes=(), main_action="Train SAE"),
 )
 
 
