@@ -57,6 +57,10 @@ PAGES: tuple[PageEntry, ...] = (
     PageEntry("pages/logit_lens.py", "Logit lens", ":material/layers:",
               "What would the model predict if it stopped at layer L, and which heads and MLPs "
               "write the answer?", "logit_lens", main_action="Run logit lens"),
+    PageEntry("pages/circuits.py", "Circuits", ":material/hub:",
+              "Which heads, MLPs and connections carry the task, and how faithfully?",
+              "circuits", uses_prompt=False, compare_modes=(COMPARE_MODELS,),
+              main_action="Find circuit"),
 )
 
 
