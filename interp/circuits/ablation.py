@@ -53,7 +53,8 @@ def node_masks(graph: EdgeGraph, ablated_sets: Sequence[Sequence[str]]) -> torch
 @torch.no_grad()
 def ablated_metrics(weights: Gpt2Weights, data: CircuitData, ablated_sets, kind: str,
                     reference_tokens: torch.Tensor | None = None,
-                    replacement: torch.Tensor | None = None, clean=None, check=None) -> torch.Tensor:
+                    replacement: torch.Tensor | None = None, clean=None, check=None,
+                    mean_scope: str = "position") -> torch.Tensor:
     """The metric [set, pair] on the clean prompts with each set's components ablated
     (`clean`: the clean run's sender outputs and logits, when already computed)."""
     device = weights.wte.device
@@ -61,7 +62,8 @@ def ablated_metrics(weights: Gpt2Weights, data: CircuitData, ablated_sets, kind:
     clean_tokens = data.clean_tokens.to(device)
     clean_outputs, clean_logits = clean if clean is not None else sender_outputs(weights, clean_tokens)
     if replacement is None:
-        replacement = replacement_outputs(weights, data, kind, reference_tokens, clean_outputs)
+        replacement = replacement_outputs(weights, data, kind, reference_tokens, clean_outputs,
+                                          mean_scope)
     masks = node_masks(graph, ablated_sets).to(device)
     n_sets, n_pairs = masks.shape[0], data.n_pairs
     rows_replacement = (replacement.repeat(n_sets, 1, 1, 1) if replacement.shape[0] == n_pairs
@@ -73,12 +75,13 @@ def ablated_metrics(weights: Gpt2Weights, data: CircuitData, ablated_sets, kind:
 
 
 def ablate(model, data: CircuitData, components, kind: str = "mean",
-           reference_tokens: torch.Tensor | None = None) -> float:
+           reference_tokens: torch.Tensor | None = None, mean_scope: str = "position") -> float:
     """The task metric (mean over pairs) with `components` ("L0H3", "MLP1" or (layer, head))
-    ablated by `kind` ("mean", "zero" or "resample")."""
+    ablated by `kind` ("mean", "zero" or "resample"; see `replacements` for `mean_scope`)."""
     weights = gpt2_weights(model)
     names = component_names(components, weights.graph(data.n_pos))
-    return float(ablated_metrics(weights, data, [names], kind, reference_tokens)[0].mean())
+    return float(ablated_metrics(weights, data, [names], kind, reference_tokens,
+                                 mean_scope=mean_scope)[0].mean())
 
 
 @dataclass(frozen=True)
@@ -108,7 +111,7 @@ CANDIDATES = ("heads_and_mlps", "heads")
 
 def find_circuit(model, data: CircuitData, threshold: float = 0.8, kind: str = "mean",
                  reference_tokens: torch.Tensor | None = None, candidates: str = "heads_and_mlps",
-                 progress: Progress | None = None) -> NodeCircuit:
+                 mean_scope: str = "position", progress: Progress | None = None) -> NodeCircuit:
     """Iterative pruning (the founding document's `iterative_pruning`): from every head and MLP
     (or every head, MLPs always kept, with `candidates="heads"`), remove the component whose
     removal changes the metric least while F stays >= `threshold`."""
@@ -122,7 +125,7 @@ def find_circuit(model, data: CircuitData, threshold: float = 0.8, kind: str = "
     everything = tuple(name for name in graph.components()
                        if candidates == "heads_and_mlps" or not name.startswith("MLP"))
     clean = sender_outputs(weights, data.clean_tokens.to(device))
-    replacement = replacement_outputs(weights, data, kind, reference_tokens, clean[0])
+    replacement = replacement_outputs(weights, data, kind, reference_tokens, clean[0], mean_scope)
     baseline = ablated_metrics(weights, data, [(), everything], kind, replacement=replacement,
                                clean=clean)
     full, empty = float(baseline[0].mean()), float(baseline[1].mean())
