@@ -57,8 +57,8 @@ def circuit_view(run, side: kit.Side) -> None:
         view = view_circuit(side.model, run, n_edges)
         kit.metric_row({"F (held-out)": f"{view.measured.faithfulness:.3f}",
                         "Completeness": f"{view.measured.completeness:.3f}",
-                        "Edges": f"{view.circuit.n_edges} of {total}"})
-        st.caption(f"Normalisation shown: {md_escape(view.measured.normalisation)}. "
+                        "Edges kept": f"{view.circuit.n_edges}"})
+        st.caption(f"{view.circuit.n_edges} of {total} edges kept. Normalisation shown: {md_escape(view.measured.normalisation)}. "
                    "TransformerLens divides by the clean/corrupted gap instead; the two agree "
                    "under resample ablation.")
         shown = kit.show(view, key=side.key(P + "graph"))
