@@ -57,6 +57,7 @@ def figure_for(result, **options) -> CaptionedFigure | CaptionedTable:
 from interp.figures import (  # noqa: E402, F401
     attention,
     attribution,
+    circuits,
     logit_lens,
     patching,
     prediction,

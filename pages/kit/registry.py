@@ -60,6 +60,10 @@ PAGES: tuple[PageEntry, ...] = (
     PageEntry("pages/sae.py", "Sparse autoencoders", ":material/scatter_plot:",
               "Which sparse features does the model's activation hold, and what do they do?",
               "sae", compare_modes=(), main_action="Train SAE"),
+    PageEntry("pages/circuits.py", "Circuits", ":material/hub:",
+              "Which heads, MLPs and connections carry the task, and how faithfully?",
+              "circuits", uses_prompt=False, compare_modes=(COMPARE_MODELS,),
+              main_action="Find circuit"),
 )
 
 

@@ -1,0 +1,116 @@
+"""Circuits: which heads, MLPs and connections between them carry the task, and how faithfully."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import streamlit as st
+
+from interp import patching_tasks as tasks
+from interp.circuits import report  # noqa: F401  (registers exports and the explanation)
+from interp.circuits.robustness import robustness
+from interp.circuits.runs import run_circuits, view_circuit
+from interp.circuits.scores import METHOD_LABELS
+from interp.errors import InterpError
+from interp.explain import md_escape
+from interp.patching.ablation import ABLATION_KINDS
+from pages import kit
+
+ACTION = "Find circuit"
+P = "circuits."
+TASK_LABELS = {"ioi": "Indirect object (IOI)", "agreement": "Subject-verb agreement",
+               "fact": "Fact recall", "custom": "Custom pair"}
+
+
+def ask(widget, label: str, name: str, default, **options):
+    return kit.remembered(widget, label, P + name, default, **options)
+
+
+def task_builder(kind: str):
+    if kind == "ioi":
+        n = ask(st.slider, "Number of prompts", "ioi_n", 8, min_value=2, max_value=32)
+        return partial(tasks.ioi_task, n_prompts=int(n))
+    if kind == "agreement":
+        sentence = ask(st.text_input, "Sentence", "sentence", tasks.DEFAULT_AGREEMENT_SENTENCE)
+        return partial(tasks.agreement_task, sentence=sentence)
+    if kind == "fact":
+        fact = tasks.DEFAULT_FACTS[0]
+        prompt = ask(st.text_input, "Prompt", "fact_prompt", fact.prompt)
+        answer = ask(st.text_input, "Answer (one token)", "fact_answer", fact.answer)
+        return partial(tasks.fact_task, prompt=prompt, answer=answer, corruption="subject")
+    left, right = st.columns(2)
+    clean = ask(left.text_input, "Clean prompt", "clean", kit.DEFAULT_PROMPT)
+    corrupted = ask(right.text_input, "Corrupted prompt", "corrupted", kit.DEFAULT_PROMPT_B)
+    correct = ask(left.text_input, "Correct answer", "correct", "Mary")
+    wrong = ask(right.text_input, "Wrong answer", "wrong", "John")
+    return partial(tasks.custom_task, clean=clean, corrupted=corrupted, correct=correct,
+                   wrong=wrong)
+
+
+@st.fragment
+def circuit_view(run, side: kit.Side) -> None:
+    """The circuit at the slider's size, re-measured (exact ablate-outside) at every move."""
+    total = run.scores.n_edges
+    n_edges = int(kit.remembered(st.slider, "Edges in the circuit", side.key(P + "n_edges"),
+                                 min(50, total), min_value=1, max_value=min(total, 2000)))
+    with kit.reported_errors():
+        view = view_circuit(side.model, run, n_edges)
+        kit.metric_row({"F (held-out)": f"{view.measured.faithfulness:.3f}",
+                        "Completeness": f"{view.measured.completeness:.3f}",
+                        "Edges kept": f"{view.circuit.n_edges}"})
+        st.caption(f"{view.circuit.n_edges} of {total} edges kept. Normalisation shown: {md_escape(view.measured.normalisation)}. "
+                   "TransformerLens divides by the clean/corrupted gap instead; the two agree "
+                   "under resample ablation.")
+        shown = kit.show(view, key=side.key(P + "graph"))
+        kit.export_buttons(view, shown, key=side.key(P + "export.graph"), name="circuit")
+        st.download_button("Graph JSON (nodes and weighted links)",
+                           data=lambda: report.graph_json(view), file_name="circuit_graph.json",
+                           mime="application/json", key=side.key(P + "graph_json"),
+                           on_click="ignore")
+        robust = None
+        if st.checkbox("Robustness panel (all ablations, two prompt splits)",
+                       key=side.key(P + "robust")):
+            robust = robustness(side.model, view.circuit, run.discovery, run.held_out)
+            kit.show(robust, key=side.key(P + "robustness"))
+        kit.explain_panel(view, key=side.key(P + "explain"), curve=run.curve, robust=robust)
+
+
+def view(side: kit.Side) -> None:
+    task = signature = None
+    try:
+        task = build_task(side.model)
+        signature = (side.model.name, kind, task, method, ablation)
+    except InterpError as error:
+        kit.show_error(error)
+    run = kit.result_on_click(side.key(P + "run"), signature, clicked and task is not None,
+                              ACTION, run_circuits, side.model, task, method, ablation)
+    if run is None:
+        st.caption(f"Press {ACTION}: the defaults run at once.")
+        return
+    with kit.reported_errors():
+        circuit_view(run, side)
+        shown = kit.show(run.curve, key=side.key(P + "curve"))
+        kit.export_buttons(run.curve, shown, key=side.key(P + "export.curve"))
+        st.subheader("Estimator audit")
+        shown = kit.show(run.audit, key=side.key(P + "audit"))
+        kit.export_buttons(run.audit, shown, key=side.key(P + "export.audit"))
+        st.caption("Component direct effects on the answer: see the Logit lens page's direct "
+                   "logit attribution.")
+
+
+kit.require_app_shell()
+st.title("Circuits")
+st.write("Score every connection between the model's components on clean/corrupted prompt "
+         "pairs, keep the strongest, and ablate everything else: a faithful circuit alone keeps "
+         "the task's behaviour.")
+kind = ask(st.radio, "Task", "task_kind", "ioi", options=list(TASK_LABELS),
+           format_func=TASK_LABELS.get, horizontal=True)
+with st.container(border=True):
+    build_task = task_builder(kind)
+left, right = st.columns(2)
+method = ask(left.radio, "Estimator", "method", "eap_ig", options=["eap", "eap_ig"],
+             format_func=METHOD_LABELS.get, horizontal=True)
+ablation = ask(right.radio, "Ablation", "ablation", "resample", options=list(ABLATION_KINDS),
+               horizontal=True)
+clicked = st.button(ACTION, type="primary", key=P + "go", icon=":material/hub:")
+kit.for_each_side(view)
