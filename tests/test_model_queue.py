@@ -51,7 +51,7 @@ def submit_in_order(model, owners, target, errors):
         thread = threading.Thread(target=target, args=(owner,))
         thread.start()
         try:
-            wait_until(lambda: queue.waiting() == index + 1)
+            wait_until(lambda index=index: queue.waiting() == index + 1)
         except TimeoutError:
             errors.append(f"{owner} never queued")
         threads.append(thread)
@@ -202,7 +202,7 @@ def test_the_queue_refuses_work_past_its_length_and_past_an_owners_cap(tiny_mode
     for index, owner in enumerate(["x", "y"]):
         threads.append(threading.Thread(target=waiter, args=(owner,)))
         threads[-1].start()
-        wait_until(lambda: queue.waiting() == index + 1)
+        wait_until(lambda index=index: queue.waiting() == index + 1)
     try:
         with pytest.raises(QueueFullError, match="busy: 2 analyses are already waiting"):
             queue.enter("z", limits=limits)

@@ -12,8 +12,8 @@ import time
 from interp import model_queue
 from interp.caching import shared_model
 from interp.model_queue import QueueState
-from pages.kit.queue import wait_text
 from pages.kit import PAGES
+from pages.kit.queue import wait_text
 from tests.test_pages_apptest import open_page, problems, run_main_action
 
 PATCHING = next(entry for entry in PAGES if entry.url_path == "patching")

@@ -200,7 +200,7 @@ def rewritten_logits(weights: Gpt2Weights, token_embeds: torch.Tensor, ablated: 
     for start in range(0, rows, step):
         stop = min(rows, start + step)
 
-        def part(t: torch.Tensor) -> torch.Tensor:
+        def part(t: torch.Tensor, start: int = start, stop: int = stop) -> torch.Tensor:
             return t if t.shape[0] == 1 else t[start:stop]
 
         embeds = part(token_embeds).expand(stop - start, -1, -1)
