@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from interp.activations import fused_tanh_gelu
 from interp.attribution.results import AttributionResult, ProgressCallback, register_method
 from interp.attribution.targets import AttributionTarget, target_scalar
 from interp.errors import InvalidOptionError, invalid_choice
@@ -29,8 +30,12 @@ INTEGRATION_METHODS = ("gausslegendre", "riemann_trapezoid", "riemann_middle", "
 BLOCK_SITES = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out")
 # Hook points whose activation has no token axis right after the batch axis.
 NO_TOKEN_AXIS = ("hook_pattern", "hook_attn_scores")
-# Token positions held in one batched forward pass of integrated gradients (steps x tokens).
+# Token positions held in one batched forward pass of integrated gradients (steps x tokens), at
+# most; fewer when the activations autograd keeps for the backward pass would pass
+# GRADIENT_PASS_BYTES (measured on GPT-2 small with the fused GELU: ~1.2 MB per token, so 50
+# steps on 15 tokens in one pass held ~0.9 GB, too much beside a model on a 2.7 GB host).
 TOKENS_PER_PASS = 4096
+GRADIENT_PASS_BYTES = 512 * 2**20
 # Stands for "the baseline vector here" in the ids the IG forward function receives.
 BASELINE_SLOT = -1
 
@@ -229,6 +234,26 @@ def check_steps(n_steps: int, internal_batch_size: int | None, integration: str)
                                  f"got {internal_batch_size!r}.")
 
 
+def gradient_tokens_per_pass(model) -> int:
+    """Token positions per batched gradient pass: what autograd keeps per token (each block's
+    MLP input and output at d_mlp, and ~16 vectors of d_model: layer norms, q/k/v, z, residuals;
+    float32) within GRADIENT_PASS_BYTES, and at most TOKENS_PER_PASS."""
+    info = model.info
+    per_token = info.n_layers * (4 * info.d_mlp + 16 * info.d_model) * 4
+    return max(1, min(TOKENS_PER_PASS, GRADIENT_PASS_BYTES // per_token))
+
+
+def last_position_logits(bridge, input_ids: torch.Tensor) -> torch.Tensor:
+    """Logits [batch, d_vocab] at the last position only. A batched gradient pass that unembeds
+    every position holds batch x positions x vocabulary floats several times over (the logits,
+    their softmax, their gradients): ~1.5 GB for IG's 50 steps on 15 tokens of GPT-2 small."""
+    last = len(bridge.blocks) - 1
+    resid = bridge(input_ids, stop_at_layer=last)
+    output = bridge.blocks[last](resid)
+    resid = output[0] if isinstance(output, tuple) else output
+    return bridge.unembed(bridge.ln_final(resid[:, -1:]))[:, 0]
+
+
 @register_method("integrated_gradients",
                  "Integrated gradients: the gradient averaged along the path from a baseline "
                  "input to the real one, times the difference; the scores add up to "
@@ -255,7 +280,8 @@ def integrated_gradients(model, token_ids: Sequence[int], target: AttributionTar
     ids = torch.tensor([list(token_ids)], device=model.device)
     baseline_ids, kept_bos = baseline_token_ids(model, token_ids)
     baselines = torch.tensor([baseline_ids], device=model.device)
-    batch = internal_batch_size or max(1, min(n_steps, TOKENS_PER_PASS // len(token_ids)))
+    batch = internal_batch_size or max(1, min(n_steps, gradient_tokens_per_pass(model)
+                                              // len(token_ids)))
     total = 1 + 2 + math.ceil(n_steps / batch)  # values, captum's two layer runs, the steps
     passes = {"ids": ids, "done": 0}
 
@@ -267,12 +293,13 @@ def integrated_gradients(model, token_ids: Sequence[int], target: AttributionTar
 
     def forward(input_ids):
         passes["ids"] = input_ids
-        logits = bridge(input_ids.clamp(min=0))
+        logits = last_position_logits(bridge, input_ids.clamp(min=0))
         passes["done"] += 1
         report(progress, min(passes["done"], total), total)
-        return target_scalar(logits[:, -1], target)
+        return target_scalar(logits, target)
 
-    with torch.enable_grad(), model.hooked(fwd_hooks=[(EMBEDDING_LAYER, place_baseline)]) as bridge:
+    with torch.enable_grad(), model.hooked(fwd_hooks=[(EMBEDDING_LAYER, place_baseline)]) as bridge, \
+            fused_tanh_gelu(model):
         with torch.no_grad():
             values = forward(torch.cat([ids, baselines]))
         explainer = LayerIntegratedGradients(forward, bridge.hook_dict[layer])
