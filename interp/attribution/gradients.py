@@ -19,7 +19,7 @@ import torch
 
 from interp.activations import fused_tanh_gelu
 from interp.attribution.results import AttributionResult, ProgressCallback, register_method
-from interp.attribution.targets import AttributionTarget, target_scalar
+from interp.attribution.targets import AttributionTarget, logits_from, target_scalar
 from interp.errors import InvalidOptionError, invalid_choice
 
 EMBEDDING_LAYER = "hook_embed"
@@ -243,17 +243,6 @@ def gradient_tokens_per_pass(model) -> int:
     return max(1, min(TOKENS_PER_PASS, GRADIENT_PASS_BYTES // per_token))
 
 
-def last_position_logits(bridge, input_ids: torch.Tensor) -> torch.Tensor:
-    """Logits [batch, d_vocab] at the last position only. A batched gradient pass that unembeds
-    every position holds batch x positions x vocabulary floats several times over (the logits,
-    their softmax, their gradients): ~1.5 GB for IG's 50 steps on 15 tokens of GPT-2 small."""
-    last = len(bridge.blocks) - 1
-    resid = bridge(input_ids, stop_at_layer=last)
-    output = bridge.blocks[last](resid)
-    resid = output[0] if isinstance(output, tuple) else output
-    return bridge.unembed(bridge.ln_final(resid[:, -1:]))[:, 0]
-
-
 @register_method("integrated_gradients",
                  "Integrated gradients: the gradient averaged along the path from a baseline "
                  "input to the real one, times the difference; the scores add up to "
@@ -293,7 +282,7 @@ def integrated_gradients(model, token_ids: Sequence[int], target: AttributionTar
 
     def forward(input_ids):
         passes["ids"] = input_ids
-        logits = last_position_logits(bridge, input_ids.clamp(min=0))
+        logits = logits_from(bridge, input_ids.clamp(min=0), -1)[:, 0]
         passes["done"] += 1
         report(progress, min(passes["done"], total), total)
         return target_scalar(logits, target)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from interp.attribution.targets import AttributionTarget, target_scalar
+from interp.attribution.targets import AttributionTarget, logits_from, target_scalar
 from interp.errors import InvalidOptionError, invalid_choice
 
 OUTPUTS = ("logit", "log_prob")
@@ -78,15 +78,16 @@ class TargetEvaluator:
     def n_outputs(self) -> int:
         return len(self.target.continuation_ids) if self.target.kind == "continuation" else 1
 
-    def values_from_logits(self, logits: torch.Tensor, n_prompt: int) -> torch.Tensor:
-        """Target values from logits [batch, pos, vocab] of rows whose prompt has `n_prompt` tokens."""
+    def values_from_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """Target values from logits [batch, n_outputs, vocab] of the positions that predict
+        the target (the prompt's last, then each fed continuation token)."""
         if self.output == "log_prob":
             logits = logits.log_softmax(-1)
         if self.target.kind != "continuation":
-            return target_scalar(logits[:, n_prompt - 1], self.target)
+            return target_scalar(logits[:, 0], self.target)
         steps = torch.arange(self.n_outputs, device=logits.device)
         wanted = torch.tensor(self.target.continuation_ids, device=logits.device)
-        return logits[:, n_prompt - 1 + steps, wanted]
+        return logits[:, steps, wanted]
 
     @torch.no_grad()
     def __call__(self, bridge, rows: torch.Tensor) -> torch.Tensor:
@@ -99,8 +100,8 @@ class TargetEvaluator:
             # The last generated token is only read, never fed: its logit sits one step earlier.
             tail = torch.tensor(self.target.continuation_ids[:-1], dtype=torch.long)
             rows = torch.cat([rows, tail.expand(rows.shape[0], -1)], dim=1)
-        values = [self.values_from_logits(bridge(chunk.to(device)), n_prompt).float().cpu()
-                  for chunk in chunks(rows, self.batch_size)]
+        values = [self.values_from_logits(logits_from(bridge, chunk.to(device), n_prompt - 1))
+                  .float().cpu() for chunk in chunks(rows, self.batch_size)]
         return torch.cat(values)
 
 

@@ -196,3 +196,15 @@ def target_value_of(model, token_ids: Sequence[int], target: AttributionTarget) 
     steps = torch.arange(len(target.continuation_ids))
     chosen = logits[n_prompt - 1 + steps, torch.tensor(target.continuation_ids)]
     return float(chosen.sum())
+
+
+def logits_from(bridge, input_ids: torch.Tensor, first: int) -> torch.Tensor:
+    """Logits [batch, pos - first, d_vocab] of the positions from `first` on (negative counts
+    from the end), the others never unembedded. Batched runs that read one position but
+    unembed all of them hold batch x positions x vocabulary floats, several times over in a
+    gradient pass: measured on GPT-2 small, ~1.1 GB for 64 masked 15-token rows."""
+    last = len(bridge.blocks) - 1
+    resid = bridge(input_ids, stop_at_layer=last)
+    output = bridge.blocks[last](resid)
+    resid = output[0] if isinstance(output, tuple) else output
+    return bridge.unembed(bridge.ln_final(resid[:, first:]))
