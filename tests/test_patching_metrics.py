@@ -55,3 +55,15 @@ def test_hooked_engine_scores_several_metrics_too(tiny_model, monkeypatch):
     assert together[0].options["engine"] == "hooked"
     for result, values in zip(together, expected, strict=True):
         torch.testing.assert_close(result.values, values, atol=1e-5, rtol=1e-5)
+
+
+def test_rank_correlation_ignores_rounding_noise():
+    """Hand-built: cells equal up to float noise rank as ties, so noise of 1e-9 (what another
+    thread count's GEMM rounding leaves) cannot reorder them; distinct cells keep their order."""
+    from interp.patching.statistics import average_ranks, rounding_ties
+
+    values = torch.tensor([0.0, 0.0, 0.0, 0.5, 1.0], dtype=torch.float64)
+    noisy = values + torch.tensor([3e-9, -2e-9, 1e-9, 0.0, 0.0], dtype=torch.float64)
+    expected = torch.tensor([2.0, 2.0, 2.0, 4.0, 5.0], dtype=torch.float64)
+    torch.testing.assert_close(average_ranks(noisy, rounding_ties(noisy)), expected)
+    torch.testing.assert_close(average_ranks(values), expected)
