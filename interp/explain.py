@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from interp.induction import InductionCheck
 from interp.patching import RESIDUAL_STREAM_SITES, MethodAgreement, PatchingResult
 from interp.registry import TypeRegistry
 
@@ -222,3 +223,43 @@ def explain_patching(result: PatchingResult, agreement: MethodAgreement | None =
     title = (f"{'Attribution' if result.method == 'attribution' else 'Activation'} patching of "
              f"{result.site} by {result.granularity.replace('_', ' and ')}, {result.direction}")
     return Explanation(title=title, markdown="\n".join(lines), facts=facts)
+
+
+@register_explainer(InductionCheck)
+def explain_induction_check(check: InductionCheck) -> Explanation:
+    """Which heads both carry the induction answer and attend like induction heads."""
+    found = [h for h in check.heads if h.verdict == "induction head"]
+    lines = [
+        "Each head's patching effect on the induction task is set beside its attention on the "
+        "same sequences. An induction head should do both: restore the repeated token when "
+        "patched, and attend from a second-half token to the token after that token's first "
+        f"occurrence (score at least {number(check.score_threshold)}; effect at least "
+        f"{number(check.effect_threshold)}).", ""]
+    if found:
+        lines.append("**Induction heads** (effect and attention agree): " + ", ".join(
+            f"{h.label} (effect {number(h.effect)}, induction score {number(h.induction_score)})"
+            for h in found) + ".")
+    else:
+        lines.append("No head both carries the answer and attends like an induction head here.")
+    for head in check.called_out:
+        lines.append(f"- {head.label}: {head.verdict} (effect {number(head.effect)}, induction "
+                     f"score {number(head.induction_score)}).")
+    if check.previous_token_heads:
+        lines += ["", "**Previous-token heads** below them (the first step: they write which "
+                  "token came before, which the induction heads' keys read): " + ", ".join(
+                      f"L{layer}H{head} ({number(float(check.previous_token_scores[layer, head]))})"
+                      for layer, head in check.previous_token_heads) + "."]
+    lines += ["", "**What this can and can't show**",
+              "- Attention says where a head looks, not what it moves; the patching effect says "
+              "it matters. Together they name a head's role, but a head can also copy through "
+              "another mechanism.",
+              "- The scores come from these random sequences; words or longer spans may differ."]
+    facts = {"model": check.model_name, "task": check.task_name, "direction": check.direction,
+             "induction_heads": [h.label for h in found],
+             "called_out": [{"head": h.label, "verdict": h.verdict} for h in check.called_out],
+             "previous_token_heads": [f"L{layer}H{head}"
+                                      for layer, head in check.previous_token_heads],
+             "heads": [{"head": h.label, "effect": h.effect, "induction_score": h.induction_score,
+                        "previous_token_score": h.previous_token_score} for h in check.heads]}
+    return Explanation(title=f"Induction check: {check.task_name}", markdown="\n".join(lines),
+                       facts=facts)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from interp.induction import InductionCheck
 from interp.patching import PatchingResult
 from interp.patching.sweeps import RankedComponents
 from interp.patching_tasks import VerbCurves
@@ -142,6 +143,22 @@ def matrix_csv(result: PatchingResult) -> bytes:
 @register_csv(RankedComponents)
 def ranked_csv(table: RankedComponents) -> bytes:
     return table_to_csv(table.header, table.rows)
+
+
+@register_csv(InductionCheck)
+def induction_check_csv(check: InductionCheck) -> bytes:
+    """Every head: patching effect, induction and previous-token scores, and the verdict of the
+    heads the check lists."""
+    verdicts = {(h.layer, h.head): h.verdict for h in check.heads}
+    n_layers, n_heads = check.effects.shape
+    rows = [(f"L{layer}H{head}", layer, head, float(check.effects[layer, head]),
+             float(check.induction_scores[layer, head]),
+             float(check.previous_token_scores[layer, head]),
+             verdicts.get((layer, head), ""),
+             (layer, head) in check.previous_token_heads)
+            for layer in range(n_layers) for head in range(n_heads)]
+    return table_to_csv(("head", "layer", "head index", "patching effect", "induction score",
+                         "previous-token score", "verdict", "previous-token head"), rows)
 
 
 @register_csv(VerbCurves)

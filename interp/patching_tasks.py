@@ -34,7 +34,7 @@ from interp.patching import (
 from interp.tokens import SCREEN_ONLY
 from interp.validation import check_prompt
 
-TASK_KINDS = ("agreement", "ioi", "fact", "custom")
+TASK_KINDS = ("agreement", "ioi", "fact", "induction", "custom")
 
 # ---------------------------------------------------------------------------------------------
 # The task

@@ -6,6 +6,7 @@ from functools import partial
 
 import streamlit as st
 
+from interp import induction
 from interp import patching_tasks as tasks
 from interp.circuits import report  # noqa: F401  (registers exports and the explanation)
 from interp.circuits.robustness import robustness
@@ -19,7 +20,8 @@ from pages import kit
 ACTION = "Find circuit"
 P = "circuits."
 TASK_LABELS = {"ioi": "Indirect object (IOI)", "agreement": "Subject-verb agreement",
-               "fact": "Fact recall", "custom": "Custom pair"}
+               "fact": "Fact recall", "induction": "Induction (repeated tokens)",
+               "custom": "Custom pair"}
 
 
 def ask(widget, label: str, name: str, default, **options):
@@ -33,6 +35,12 @@ def task_builder(kind: str):
     if kind == "agreement":
         sentence = ask(st.text_input, "Sentence", "sentence", tasks.DEFAULT_AGREEMENT_SENTENCE)
         return partial(tasks.agreement_task, sentence=sentence)
+    if kind == "induction":
+        length = ask(st.number_input, "Tokens per sequence", "induction_length",
+                     induction.DEFAULT_LENGTH, min_value=induction.MIN_LENGTH, step=1)
+        n = ask(st.slider, "Number of sequences", "induction_n", induction.DEFAULT_SEQUENCES,
+                min_value=2, max_value=32)
+        return partial(induction.induction_task, length=int(length), n_sequences=int(n))
     if kind == "fact":
         fact = tasks.DEFAULT_FACTS[0]
         prompt = ask(st.text_input, "Prompt", "fact_prompt", fact.prompt)

@@ -117,10 +117,14 @@ def show_run(run: sweeps.PatchingRun, side: kit.Side) -> None:
     st.header("Results")
     task_summary(run, side)
     extra = ["Most important components"] + (
-        ["Both verbs, layer by layer"] if run.curves is not None else [])
+        ["Both verbs, layer by layer"] if run.curves is not None else []) + (
+        ["Induction check"] if run.induction is not None else [])
     tabs = st.tabs([o.label for o in run.sweeps] + extra)
     n = len(run.sweeps)
-    sweep_tabs, ranked_tab, curves_tab = tabs[:n], tabs[n], tabs[n + 1:]
+    ranked_tab = tabs[n]
+    sweep_tabs = tabs[:n]
+    curves_tab = tabs[n + 1:n + 2] if run.curves is not None else []
+    induction_tab = tabs[-1:] if run.induction is not None else []
     for index, (tab, outcome) in enumerate(zip(sweep_tabs, run.sweeps, strict=True)):
         with tab:
             sweep_view(run, outcome, side.key(f"{P}sweep.{index}"), expanded=index == 0)
@@ -129,6 +133,11 @@ def show_run(run: sweeps.PatchingRun, side: kit.Side) -> None:
     for tab in curves_tab:
         with tab:
             verb_curves_view(run, side)
+    for tab in induction_tab:
+        with tab:
+            shown = kit.show(run.induction, key=side.key(P + "induction"))
+            kit.export_buttons(run.induction, shown, key=side.key(P + "export.induction"))
+            kit.explain_panel(run.induction, key=side.key(P + "explain.induction"))
     kit.export_buttons(run, None, key=side.key(P + "export.all"), name="patching_run")
 
 

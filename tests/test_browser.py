@@ -240,3 +240,23 @@ def test_the_attention_page_runs_and_compares_on_a_64_token_prompt(app_url, page
         box.fill(original)
         click_and_wait(page, page.locator('[data-testid="stMain"] h1').first)
     assert not problems, "\n".join(problems)
+
+
+def test_the_patching_page_runs_the_induction_task_and_its_check(app_url, page):
+    """Reference: issue #28's browser line: the induction task on the patching page, run and
+    its "Induction check" tab opened, with no exception shown."""
+    if default_model_key() is None:
+        pytest.skip("no model loads offline: the pages show only their 'can't load' message")
+    entry = entry_for("patching")
+    page.goto(f"{app_url}/{entry.url_path}", wait_until="domcontentloaded")
+    wait_for_app_shell(page, entry.url_path, PAGES[0].url_path)
+    main = page.locator('[data-testid="stMain"]')
+    click_and_wait(page, main.get_by_text("Induction (repeated tokens)", exact=True))
+    problems = run_main_action(page, "patching-induction", main_action(entry), ARTIFACTS)
+    click_and_wait(page, main.get_by_role("tab", name="Induction check"))
+    problems += check_rendered(page, "patching-induction check", True)
+    if main.get_by_text("Patching effect vs induction score").count() == 0:
+        problems.append("patching-induction: the induction check's figure is not shown")
+    screenshot(page, ARTIFACTS, "patching-induction-check")
+    click_and_wait(page, main.get_by_text("Subject-verb agreement", exact=True))
+    assert not problems, "\n".join(problems)

@@ -51,6 +51,7 @@ def test_page_is_registered_and_opens_without_running(tiny_model_dir):
     ("agreement", 4 * 2 + 1),  # four sweeps, exact and attribution, plus the verb curves
     ("ioi", 4 * 2),
     ("fact", 4 * 2),
+    ("induction", 4 * 2 + 1),  # four sweeps, exact and attribution, plus the induction check
     ("custom", 4 * 2),
 ])
 def test_each_task_runs_with_defaults_in_one_click(tiny_model_dir, task, charts):
@@ -79,6 +80,10 @@ def test_each_task_runs_with_defaults_in_one_click(tiny_model_dir, task, charts)
     ({"task_kind": "fact", "fact_corruption": "noise", "metric": "logit_diff"},
      "needs a wrong answer"),
     ({"sweeps": []}, "at least one thing to patch"),
+    ({"task_kind": "induction", "induction_length": 2}, "must be from 4 to 32 tokens"),
+    ({"task_kind": "induction", "induction_length": 40}, "must fit the context of 64"),
+    ({"task_kind": "induction", "induction_source": "words", "induction_words": "cat dog sun",
+      "induction_length": 5}, "needs 5 different words"),
 ])
 def test_bad_inputs_give_a_message_not_a_traceback(tiny_model_dir, state, expected):
     app = page_on(tiny_model_dir, **state)

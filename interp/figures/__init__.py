@@ -58,6 +58,7 @@ from interp.figures import (  # noqa: E402, F401
     attention,
     attribution,
     circuits,
+    induction,
     logit_lens,
     patching,
     prediction,

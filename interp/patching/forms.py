@@ -1,13 +1,15 @@
 """What each patching task asks for, described once for the page's forms and the API's requests.
 
 Each task kind maps to the `InputField`s of its task builder in `interp.patching_tasks`
-(`agreement_task`, `ioi_task`, `fact_task`, `custom_task`), in form order; `run_fields` are the
+(`agreement_task`, `ioi_task`, `fact_task`, `custom_task`) and `interp.induction`
+(`induction_task`), in form order; `run_fields` are the
 options every task shares (what to patch, direction, metric, attribution). A form's keys are the
 page's session-state names, kept stable so that saved state and links survive renames.
 """
 
 from __future__ import annotations
 
+from interp import induction
 from interp import patching_tasks as tasks
 from interp.inputs import InputField
 from interp.patching import DEFAULT_NOISE_SCALE, DIRECTIONS
@@ -57,6 +59,25 @@ FACT_FIELDS = (
                shown_when=("fact_corruption", ("noise",))),
 )
 
+INDUCTION_FIELDS = (
+    InputField("length", "Tokens per sequence (repeated once)", induction.DEFAULT_LENGTH,
+               kind="integer", key="induction_length", minimum=1, step=1,
+               help=INPUT_HELP["induction_length"]),
+    InputField("n_sequences", "Number of sequences", induction.DEFAULT_SEQUENCES, kind="slider",
+               key="induction_n", minimum=1, maximum=32, column=1),
+    InputField("seed", "Seed", 0, kind="integer", key="induction_seed", minimum=0, step=1,
+               column=2),
+    InputField("corruption", "Corruption", "shuffle", kind="radio", key="induction_corruption",
+               choices=tuple(induction.INDUCTION_CORRUPTIONS), choice_labels=CORRUPTION_LABELS,
+               row=1, help=INPUT_HELP["induction_corruption"]),
+    InputField("source", "Tokens from", "vocabulary", kind="radio", key="induction_source",
+               choices=induction.SOURCES, choice_labels=induction.SOURCE_LABELS, row=1,
+               column=1),
+    InputField("words", "Word list", induction.DEFAULT_WORDS, kind="long_text",
+               key="induction_words", row=2,
+               shown_when=("induction_source", ("words",))),
+)
+
 CUSTOM_FIELDS = (
     InputField("clean", "Clean prompt", "", kind="long_text"),
     InputField("corrupted", "Corrupted prompt", "", kind="long_text"),
@@ -67,9 +88,10 @@ CUSTOM_FIELDS = (
 )
 
 TASK_FIELDS = {"agreement": AGREEMENT_FIELDS, "ioi": IOI_FIELDS, "fact": FACT_FIELDS,
-               "custom": CUSTOM_FIELDS}
+               "induction": INDUCTION_FIELDS, "custom": CUSTOM_FIELDS}
 TASK_BUILDERS = {"agreement": tasks.agreement_task, "ioi": tasks.ioi_task,
-                 "fact": tasks.fact_task, "custom": tasks.custom_task}
+                 "fact": tasks.fact_task, "induction": induction.induction_task,
+                 "custom": tasks.custom_task}
 
 RUN_FIELDS = (
     InputField("sweeps", "What to patch", list(DEFAULT_SWEEPS), kind="multi_choice",

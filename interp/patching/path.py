@@ -9,6 +9,7 @@ sender -> receivers carries the patch; values are [layer, head] over senders.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -160,19 +161,122 @@ def path_to_heads(model, sender_layer: int, heads: Sequence[int], receivers: tup
     with model.hooked(hooks) as bridge:
         run_block_range(bridge, hidden, sender_layer, receiver_layers[-1] + 1)
 
-    def patch_receivers(activation, hook):
-        layer = int(hook.name.split(".")[1])
-        patched = activation.clone()
-        for receiver_layer, head in reachable:
-            if receiver_layer == layer:
-                patched[:, :, head] = captured[layer][:, :, head]
-        return patched
+    patch_receivers = receiver_patcher(reachable, captured)
     hooks = [(hook_name(receiver_input, layer), patch_receivers) for layer in receiver_layers]
     first = receiver_layers[0]
     hidden = receiving[hook_name("resid_pre", first)].repeat(len(heads), 1, 1)
     with model.hooked(hooks) as bridge:
         hidden = run_block_range(bridge, hidden, first, n_layers)
         return score(hidden[:, -1])
+
+
+@dataclass(frozen=True)
+class SenderSetPath:
+    """Path patching of a whole sender set at once: the metric when only the receivers'
+    `receiver_input` sees every sender's patched output together, beside the two baselines."""
+
+    senders: tuple[tuple[int, int], ...]
+    receivers: tuple[tuple[int, int], ...]
+    receiver_input: str
+    direction: str
+    metric_name: str
+    value: float
+    clean_value: float
+    corrupted_value: float
+
+    @property
+    def normalized(self) -> float:
+        """0 = as the run patched into, 1 = as the run patched from (denoising: clean)."""
+        gap = self.clean_value - self.corrupted_value
+        return (self.value - self.corrupted_value) / gap if gap else float("nan")
+
+    @property
+    def share_lost(self) -> float:
+        """Share of the clean-minus-corrupted gap lost: (clean - value) / (clean - corrupted)."""
+        return 1.0 - self.normalized
+
+
+@torch.no_grad()
+def patch_path_from(model, inputs: PatchingInputs, metric: PatchingMetric,
+                    senders: Sequence[tuple[int, int]], receivers: Sequence[tuple[int, int]],
+                    receiver_input: str = "k", direction: str = "noising") -> SenderSetPath:
+    """Path patching (Wang et al. 2022) of a set of senders together into receiver heads.
+
+    Every head's output z is frozen at the run patched into, except the senders', taken from
+    the other run (all at once); MLPs are recomputed; each receiver's `receiver_input` (q, k or
+    v) is read there and patched into a fresh run. A receiver sees only senders in earlier
+    layers. Unlike `patch_path`, which scores each sender alone, this scores the set, whose
+    paths need not add up.
+    """
+    check_direction(direction)
+    check_metric_for(metric, inputs, model)
+    check_architecture(model, PATH)
+    info = model.info
+    chosen_receivers = check_receivers(receivers, receiver_input, info.n_layers, info.n_heads)
+    if chosen_receivers == FINAL_RESIDUAL:
+        raise InvalidOptionError("Give receiver heads as (layer, head) pairs.")
+    try:
+        chosen_senders = tuple(sorted({(int(layer), int(head)) for layer, head in senders}))
+    except (TypeError, ValueError) as error:
+        raise InvalidOptionError("Senders must be (layer, head) pairs, e.g. [(0, 1)].") from error
+    if not chosen_senders:
+        raise InvalidOptionError("Choose at least one sender head.")
+    check_heads_exist(chosen_senders, info.n_layers, info.n_heads, "Sender heads")
+    first_sender = chosen_senders[0][0]
+    receiver_layers = sorted({layer for layer, _ in chosen_receivers if layer > first_sender})
+    names = [hook_name("resid_pre", layer) for layer in range(info.n_layers)]
+    names += [hook_name("z", layer) for layer in range(info.n_layers)]
+    runs = baseline_runs(model, inputs, metric, names)
+    receiving, source = runs.receiving_and_source(direction)
+    score = make_scorer(model, metric, runs.clean_log_probs)
+    result = {"senders": chosen_senders, "receivers": chosen_receivers,
+              "receiver_input": receiver_input, "direction": direction,
+              "metric_name": metric.name, "clean_value": runs.clean_value,
+              "corrupted_value": runs.corrupted_value}
+    if not receiver_layers:  # every sender sits at or after every receiver: no path
+        value = float(runs.receiving_scores(direction).mean())
+        return SenderSetPath(value=value, **result)
+
+    def frozen(name: str, layer: int):
+        patched = receiving[name].clone()
+        for sender_layer, head in chosen_senders:
+            if sender_layer == layer:
+                patched[:, :, head] = source[name][:, :, head]
+        return lambda activation, hook: patched
+
+    captured: dict[int, torch.Tensor] = {}
+
+    def capture(activation, hook):
+        captured[int(hook.name.split(".")[1])] = activation
+
+    stop = receiver_layers[-1] + 1
+    hooks = [(hook_name("z", layer), frozen(hook_name("z", layer), layer))
+             for layer in range(first_sender, stop)]
+    hooks += [(hook_name(receiver_input, layer), capture) for layer in receiver_layers]
+    with model.hooked(hooks) as bridge:
+        run_block_range(bridge, receiving[hook_name("resid_pre", first_sender)], first_sender,
+                        stop)
+
+    patch_receivers = receiver_patcher(chosen_receivers, captured)
+    hooks = [(hook_name(receiver_input, layer), patch_receivers) for layer in receiver_layers]
+    first = receiver_layers[0]
+    with model.hooked(hooks) as bridge:
+        hidden = run_block_range(bridge, receiving[hook_name("resid_pre", first)], first,
+                                 info.n_layers)
+        value = float(score(hidden[:, -1]).mean())
+    return SenderSetPath(value=value, **result)
+
+
+def receiver_patcher(receivers: Sequence[tuple[int, int]], captured: dict[int, torch.Tensor]):
+    """A hook writing each receiver head's captured input (q, k or v) over the activation."""
+    def patch_receivers(activation, hook):
+        layer = int(hook.name.split(".")[1])
+        patched = activation.clone()
+        for receiver_layer, head in receivers:
+            if receiver_layer == layer:
+                patched[:, :, head] = captured[layer][:, :, head]
+        return patched
+    return patch_receivers
 
 
 def run_block_range(bridge, hidden: torch.Tensor, first: int, stop: int) -> torch.Tensor:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from interp.errors import InterpError, InvalidOptionError, invalid_choice
+from interp.induction import INDUCTION_CORRUPTIONS, InductionCheck, check_induction
 from interp.patching import (
     DIRECTIONS,
     MethodAgreement,
@@ -35,7 +36,8 @@ from interp.patching_tasks import (
 )
 
 TASK_LABELS = {"agreement": "Subject-verb agreement", "ioi": "Indirect object (IOI)",
-               "fact": "Fact recall", "custom": "Custom pair"}
+               "fact": "Fact recall", "induction": "Induction (repeated tokens)",
+               "custom": "Custom pair"}
 FACT_COLUMNS = ("prompt", "subject", "answer")
 # What can be swept: label -> (site, granularity). The first four run by default; the others
 # split a head into its parts or its positions (path patching needs sender and receiver choices:
@@ -62,7 +64,9 @@ METRIC_HELP = {
     "kl_to_clean": "KL divergence of the patched output from the clean output (0 = clean)",
 }
 CORRUPTION_LABELS = {"swap": "flipped subject (ABB -> ABA)", "third_name": "third name (ABC)",
-                     "subject": "another subject", "noise": "noise on the subject"}
+                     "subject": "another subject", "noise": "noise on the subject",
+                     "shuffle": "second half shuffled", "new_second_half": "new second half",
+                     "new_first_half": "new first half"}
 CORRUPTION_HELP = "; ".join(f"**{CORRUPTION_LABELS[name]}**: {text}"
                             for name, text in IOI_CORRUPTIONS.items())
 # What each input of a patching experiment means, for forms and API docs alike.
@@ -71,6 +75,11 @@ INPUT_HELP = {
                         "must have as many tokens as the text before the verb.",
     "ioi_n": "Averaging over prompts evens out quirks of single names.",
     "ioi_corruption": CORRUPTION_HELP,
+    "induction_length": "Each prompt is BOS, the sequence, then the sequence again up to its "
+                        "last token, which the model should predict; at most half the "
+                        "model's context.",
+    "induction_corruption": "; ".join(f"**{name}**: {text}"
+                                      for name, text in INDUCTION_CORRUPTIONS.items()),
     "ioi_order": "ABBA names the indirect object first; 'both' alternates.",
     "fact_corruption": "**another subject**: swap the subject for one with as many tokens; "
                        "**noise on the subject**: Gaussian noise on its token embeddings "
@@ -111,6 +120,7 @@ class PatchingRun:
     direction: str
     sweeps: tuple[SweepOutcome, ...]
     curves: VerbCurves | None = None
+    induction: InductionCheck | None = None
 
 
 @dataclass(frozen=True)
@@ -188,7 +198,8 @@ def step_reporter(progress: SweepProgress | None, step: int, steps: int,
 def run_sweeps(model, task: PatchingTask, sweeps: Sequence[str], direction: str = "denoising",
                metric: str = AUTO_METRIC, attribution: bool = True,
                progress: SweepProgress | None = None) -> PatchingRun:
-    """Patch every chosen site of `SWEEPS` for `task` (plus both verbs' curves for agreement)."""
+    """Patch every chosen site of `SWEEPS` for `task` (plus both verbs' curves for agreement,
+    and for induction the heads sweep checked against the heads' attention)."""
     if not sweeps:
         raise InvalidOptionError("Choose at least one thing to patch under 'What to patch'. "
                                  f"Valid choices: {', '.join(SWEEPS)}.")
@@ -226,7 +237,18 @@ def run_sweeps(model, task: PatchingTask, sweeps: Sequence[str], direction: str 
         curves = agreement_verb_curves(model, task, progress=step_reporter(
             progress, len(sweeps), steps, "both verbs' probabilities"))
     return PatchingRun(task=task, metric=metric, direction=direction, sweeps=tuple(outcomes),
-                       curves=curves)
+                       curves=curves, induction=induction_check(model, task, outcomes))
+
+
+def induction_check(model, task: PatchingTask, outcomes: Sequence[SweepOutcome]
+                    ) -> InductionCheck | None:
+    """For an induction task with a heads (z) sweep: that sweep beside the heads' attention."""
+    if task.kind != "induction":
+        return None
+    for outcome in outcomes:
+        if (outcome.exact.site, outcome.exact.granularity) == ("z", "head"):
+            return check_induction(model, task, outcome.exact)
+    return None
 
 
 def ranked_components(run: PatchingRun, threshold: float) -> RankedComponents:
