@@ -139,10 +139,20 @@ def expected_logit_edges(model, data: CircuitData, steps: int) -> dict[str, torc
     return {name: ((clean[name] - corrupted[name]) * mean_grad)[0].sum(-1) for name in LOGIT_SENDERS}
 
 
-@pytest.mark.parametrize("method, steps", [("eap", 1), ("eap_ig", 1), ("eap_ig", 5)])
-def test_edges_into_the_logits_equal_a_first_order_computation_by_hand(sharp, method, steps):
+@pytest.mark.parametrize("method, steps, one_step_per_chunk", [
+    ("eap", 1, False), ("eap_ig", 1, False), ("eap_ig", 5, False), ("eap_ig", 5, True)])
+def test_edges_into_the_logits_equal_a_first_order_computation_by_hand(sharp, method, steps,
+                                                                        one_step_per_chunk,
+                                                                        monkeypatch):
     """Reference: autograd by hand on the bridge's own forward pass (`expected_logit_edges`),
-    for EAP and for EAP-IG with m = 1 (which must be EAP) and m = 5, at every position."""
+    for EAP and for EAP-IG with m = 1 (which must be EAP) and m = 5, at every position; and
+    with the memory budget so small that each IG step runs as its own chunk."""
+    from interp.circuits import scores as circuit_scores
+
+    if one_step_per_chunk:
+        monkeypatch.setattr(circuit_scores, "GRADIENT_FLOATS_PER_CHUNK", 1)
+        assert circuit_scores.gradient_steps_per_chunk(
+            circuit_scores.gpt2_weights(sharp), 8, 2) == 1
     data = pair_data(sharp)
     ours = C.edge_scores(sharp, data, method, ig_steps=steps)
     graph = ours.graph

@@ -104,10 +104,27 @@ def contract_scores(graph: EdgeGraph, deltas: torch.Tensor, attention_grads, mlp
     return scores
 
 
+# Floats kept per chunk of EAP-IG rows (inputs tracked for the gradient, their gradients and
+# the sender outputs), about 0.5 GB: the deploy check saw the Circuits page peak near 5 GB on
+# GPT-2 small when all steps x pairs rows ran in one backward pass.
+GRADIENT_FLOATS_PER_CHUNK = 128_000_000
+
+
+def gradient_steps_per_chunk(weights: Gpt2Weights, n_pos: int, n_pairs: int) -> int:
+    """IG steps (of `n_pairs` rows each) per forward/backward chunk, within the float budget."""
+    n_layers, n_heads = weights.graph_shape
+    d_model = weights.wte.shape[1]
+    n_senders = 1 + n_layers * (n_heads + 1)
+    per_row = n_pos * d_model * (2 * n_layers * (3 * n_heads + 1) + 2 + n_senders)
+    return max(1, GRADIENT_FLOATS_PER_CHUNK // (per_row * n_pairs))
+
+
 def integrated_scores(weights: Gpt2Weights, data: CircuitData, steps: int,
                       progress: Progress | None = None) -> EdgeScores:
-    """EAP-IG with `steps` gradient points (1 = EAP): one forward and one backward over
-    steps x pairs rows, plus one clean forward for the senders' clean outputs."""
+    """EAP-IG with `steps` gradient points (1 = EAP): forward and backward passes over steps x
+    pairs rows, in chunks of whole steps (`gradient_steps_per_chunk`; scores are sums over rows,
+    so chunks add up to the one-pass result), plus one clean forward for the senders' clean
+    outputs."""
     check_gradient_metric(data.metric)
     if not isinstance(steps, int) or steps < 1:
         raise InvalidOptionError(f"EAP-IG needs a whole number of steps, at least 1; got {steps!r}.")
@@ -115,25 +132,33 @@ def integrated_scores(weights: Gpt2Weights, data: CircuitData, steps: int,
     clean_tokens, corrupted_tokens = data.clean_tokens.to(device), data.corrupted_tokens.to(device)
     clean_outputs, clean_logits = sender_outputs(weights, clean_tokens)
     clean_embeds, corrupted_embeds = weights.wte[clean_tokens], weights.wte[corrupted_tokens]
-    alphas = torch.arange(steps, device=device, dtype=clean_embeds.dtype) / steps
-    embeds = (corrupted_embeds[None] + alphas[:, None, None, None]
-              * (clean_embeds - corrupted_embeds)[None]).reshape(-1, *clean_embeds.shape[1:])
-    if progress is not None:
-        progress(0.3, f"{METHOD_LABELS['eap_ig' if steps > 1 else 'eap']}: gradients")
-    with torch.enable_grad():
-        embeds = embeds.detach().requires_grad_(True)
-        out = forward(weights, embeds, track_inputs=True)
-        values = pair_metric(data.metric, out.last_logits, None)
-        inputs = [*out.attention_inputs, *out.mlp_inputs, out.final_input]
-        grads = torch.autograd.grad(values.mean(), inputs)
     n_layers = weights.graph_shape[0]
-    corrupted_outputs = out.sender_outputs[:data.n_pairs]  # alpha = 0: the corrupted run itself
-    deltas = (clean_outputs - corrupted_outputs).repeat(steps, 1, 1, 1)
     graph = weights.graph(data.n_pos)
-    scores = contract_scores(graph, deltas, grads[:n_layers], grads[n_layers:2 * n_layers],
-                             grads[-1])
+    label = METHOD_LABELS["eap_ig" if steps > 1 else "eap"]
+    per_chunk = gradient_steps_per_chunk(weights, data.n_pos, data.n_pairs)
+    scores, deltas, corrupted_value = None, None, 0.0
+    for first in range(0, steps, per_chunk):
+        alphas = torch.arange(first, min(steps, first + per_chunk), device=device,
+                              dtype=clean_embeds.dtype) / steps
+        embeds = (corrupted_embeds[None] + alphas[:, None, None, None]
+                  * (clean_embeds - corrupted_embeds)[None]).reshape(-1, *clean_embeds.shape[1:])
+        if progress is not None:
+            progress(0.3 * (1 + first / steps), f"{label}: gradients, step {first + 1} of {steps}")
+        with torch.enable_grad():
+            embeds = embeds.detach().requires_grad_(True)
+            out = forward(weights, embeds, track_inputs=True)
+            values = pair_metric(data.metric, out.last_logits, None)
+            inputs = [*out.attention_inputs, *out.mlp_inputs, out.final_input]
+            # The gradient of the mean over every row of every chunk.
+            grads = torch.autograd.grad(values.sum() / (steps * data.n_pairs), inputs)
+        if deltas is None:  # alpha = 0: the first chunk's first step is the corrupted run itself
+            corrupted_value = float(values[0].mean().detach())
+            deltas = clean_outputs - out.sender_outputs[:data.n_pairs].detach()
+        part = contract_scores(graph, deltas.repeat(len(alphas), 1, 1, 1), grads[:n_layers],
+                               grads[n_layers:2 * n_layers], grads[-1])
+        scores = part if scores is None else scores + part
+        del out, grads, inputs, values
     clean_value = float(pair_metric(data.metric, clean_logits, None).mean())
-    corrupted_value = float(values[0].mean().detach())
     return scores_result(data, "eap_ig" if steps > 1 else "eap", scores, graph, clean_value,
                          corrupted_value, ig_steps=steps)
 
