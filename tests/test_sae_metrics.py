@@ -96,3 +96,24 @@ def test_splicing_the_identity_leaves_the_loss_unchanged_and_matches_hugging_fac
     assert halfway.kl_to_clean > 1e-4 and halfway.ce_spliced != losses.ce_clean
     assert (halfway.ce_zero - halfway.ce_spliced) / (halfway.ce_zero - halfway.ce_clean) == \
         pytest.approx(halfway.loss_recovered)
+
+
+def test_splicing_in_memory_bounded_batches_gives_the_same_losses(tiny_model, monkeypatch):
+    """Invariant: the losses are token sums, so one window per batch (the logit budget forced to
+    its minimum) equals all windows in one batch, with windows of different lengths."""
+    from interp.sae import metrics
+
+    short, long = (tiny_model.to_tokens(text)[0] for text in (TEXTS[0],
+                                                               TEXTS[0] + " and more words here"))
+    ids = torch.stack([torch.cat([short, long[len(short):]]), long])  # row 0 counts `short` only
+    lengths = torch.tensor([len(short), len(long)])
+    def run():
+        return splice_losses(tiny_model, ids, "blocks.1.hook_resid_pre", lambda x: 0.5 * x,
+                             lengths=lengths, batch_size=16)
+    together = run()
+    monkeypatch.setattr(metrics, "LOGIT_FLOATS_PER_BATCH", 1)
+    assert metrics.splice_batch_size(ids.shape[1], tiny_model.info.d_vocab, 16) == 1
+    alone = run()
+    assert alone.n_tokens == together.n_tokens == int(lengths.sum()) - 2
+    for name in ("ce_clean", "ce_spliced", "ce_zero", "kl_to_clean"):
+        assert getattr(alone, name) == pytest.approx(getattr(together, name), abs=1e-6)

@@ -69,6 +69,12 @@ def replacing_hook(replace: Callable[[torch.Tensor], torch.Tensor]):
     return hook
 
 
+# Log-probabilities held at once while splicing (rows x positions x vocabulary floats), about
+# 64 MB per tensor: 16 windows of 128 tokens of GPT-2's 50,257-token vocabulary are 412 MB
+# each, and three of them at once put the SAE page over a hosted app's memory.
+LOGIT_FLOATS_PER_BATCH = 16_000_000
+
+
 @torch.no_grad()
 def _log_probs(model, token_ids: torch.Tensor, hooks) -> torch.Tensor:
     with model.hooked(hooks) as bridge:
@@ -76,31 +82,46 @@ def _log_probs(model, token_ids: torch.Tensor, hooks) -> torch.Tensor:
     return logits[:, :-1].float().log_softmax(-1)
 
 
+def _cross_entropy_sum(log_probs: torch.Tensor, targets: torch.Tensor,
+                       counted: torch.Tensor) -> float:
+    return float(-(log_probs.gather(-1, targets[..., None])[..., 0] * counted).sum())
+
+
+def splice_batch_size(n_positions: int, d_vocab: int, batch_size: int | None) -> int:
+    """Windows per splicing batch: `batch_size` at most, within LOGIT_FLOATS_PER_BATCH."""
+    fitting = max(1, LOGIT_FLOATS_PER_BATCH // max(1, n_positions * d_vocab))
+    return fitting if batch_size is None else max(1, min(batch_size, fitting))
+
+
 @torch.no_grad()
 def splice_losses(model, token_ids: torch.Tensor, hook: str,
                   replace: Callable[[torch.Tensor], torch.Tensor],
-                  lengths: torch.Tensor | None = None, batch_size: int = 16) -> SpliceLosses:
+                  lengths: torch.Tensor | None = None, batch_size: int | None = None) -> SpliceLosses:
     """Cross-entropies and KL on `token_ids` [n, pos] (BOS first; window i counts its first
     `lengths[i]` tokens, all when None) with the activation at `hook` replaced by
-    `replace(activation)` (e.g. an SAE's reconstruction)."""
+    `replace(activation)` (e.g. an SAE's reconstruction). Windows go through in batches of at
+    most `batch_size` (default: as many as LOGIT_FLOATS_PER_BATCH allows)."""
     if token_ids.shape[1] < 2:
         raise InvalidOptionError("Splicing needs windows of at least 2 tokens.")
     if lengths is None:
         lengths = torch.full((token_ids.shape[0],), token_ids.shape[1])
+    step = splice_batch_size(token_ids.shape[1], model.info.d_vocab, batch_size)
     sums = {"clean": 0.0, "spliced": 0.0, "zero": 0.0, "kl": 0.0}
     count = 0
-    for start in range(0, token_ids.shape[0], batch_size):
-        batch_lengths = lengths[start:start + batch_size].to(model.device)
-        batch = token_ids[start:start + batch_size, :int(batch_lengths.max())].long()
+    for start in range(0, token_ids.shape[0], step):
+        batch_lengths = lengths[start:start + step].to(model.device)
+        batch = token_ids[start:start + step, :int(batch_lengths.max())].long()
         targets = batch[:, 1:].to(model.device)
         # Position p predicts token p + 1, which must lie inside the window.
         counted = (torch.arange(targets.shape[1], device=model.device)[None, :] + 1
                    < batch_lengths[:, None]).float()
+        zero = _log_probs(model, batch, [(hook, replacing_hook(torch.zeros_like))])
+        sums["zero"] += _cross_entropy_sum(zero, targets, counted)
+        del zero
         clean = _log_probs(model, batch, [])
         spliced = _log_probs(model, batch, [(hook, replacing_hook(replace))])
-        zero = _log_probs(model, batch, [(hook, replacing_hook(torch.zeros_like))])
-        for name, log_probs in (("clean", clean), ("spliced", spliced), ("zero", zero)):
-            sums[name] += float(-(log_probs.gather(-1, targets[..., None])[..., 0] * counted).sum())
+        sums["clean"] += _cross_entropy_sum(clean, targets, counted)
+        sums["spliced"] += _cross_entropy_sum(spliced, targets, counted)
         sums["kl"] += float(((clean.exp() * (clean - spliced)).sum(-1) * counted).sum())
         count += int(counted.sum())
     return SpliceLosses(ce_clean=sums["clean"] / count, ce_spliced=sums["spliced"] / count,
