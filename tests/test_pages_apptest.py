@@ -69,13 +69,15 @@ def test_page_compares_side_by_side_in_each_mode_it_declares(entry, mode):
         assert all("Demo model" in heading for heading in headings), headings
 
 
-@pytest.mark.parametrize("task", ["induction"])
-def test_patching_runs_each_added_task_on_the_demo_model(task):
-    """The patching page's tasks beyond its default, on the bundled demo model (#28: induction,
-    whose run adds the induction check's figure)."""
-    entry = next(e for e in PAGES if e.url_path == "patching")
-    app = open_page(entry, **{"patching.task_kind": task})
+@pytest.mark.parametrize("url_path", ["patching", "circuits"])
+def test_the_induction_task_runs_on_the_patching_and_circuits_pages(url_path):
+    """#28: the induction task on the bundled demo model; on the patching page its run adds
+    the induction check's tab and figure."""
+    entry = next(e for e in PAGES if e.url_path == url_path)
+    app = open_page(entry, **{f"{url_path}.task_kind": "induction"})
     run_main_action(app, entry)
     assert not problems(app), problems(app)
-    assert any(tab.label == "Induction check" for tab in app.tabs)
-    assert len(app.get("plotly_chart")) >= 2
+    assert app.get("plotly_chart")
+    if url_path == "patching":
+        assert any(tab.label == "Induction check" for tab in app.tabs)
+        assert len(app.get("plotly_chart")) >= 2
