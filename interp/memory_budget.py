@@ -143,12 +143,19 @@ class LanguageModelCache:
         self._fetch = fetch or download_model
         self._measure = measure
         self._models: collections.OrderedDict[str, object] = collections.OrderedDict()
+        self._loads: collections.Counter[str] = collections.Counter()  # loads done, by name
         self._lock = threading.Lock()
         self._loading = threading.Lock()
 
     def names(self) -> list[str]:
         with self._lock:
             return list(self._models)
+
+    def load_counts(self) -> dict[str, int]:
+        """How many times each name was loaded: 1 while one copy serves every session (and the
+        API); more only after it was dropped to make room and asked for again."""
+        with self._lock:
+            return dict(self._loads)
 
     def get(self, name_or_path: str, progress: Callable[[int, int], None] | None = None):
         """The held model for this name, loading it (within the budget) if needed;
@@ -170,6 +177,7 @@ class LanguageModelCache:
                               n_bytes=self._measure(model))
             with self._lock:
                 self._models[key] = model
+                self._loads[key] += 1
             return model
 
     def _held(self, key: str):
