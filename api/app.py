@@ -9,6 +9,7 @@ the answers (same-origin policy); scripts and notebooks are unaffected.
 """
 
 import dataclasses
+import json
 import logging
 import math
 import sys
@@ -28,6 +29,7 @@ from api.requests import MAX_NAME_CHARS
 from api.work import ModelWork, open_model
 from interp import errors
 from interp.caching import model_cache, secrets
+from interp.export import plain
 from interp.models import MODEL_REGISTRY, default_device, default_model_name, is_available
 from interp.settings import Settings, apply_torch_threads
 
@@ -102,13 +104,19 @@ def unexpected_error(request: Request, error: Exception) -> JSONResponse:
 
 
 def exported(analysis: Analysis, work: ModelWork) -> Callable:
-    """The handler of one registered analysis: its request model in, its page export out."""
+    """The handler of one registered analysis: its request model in, its page export out (made
+    on the worker thread too: serializing a large result would hold up the event loop)."""
     async def endpoint(request: analysis.request, http: Request) -> Response:
-        result = await work.run(client_key(http.scope), request.model, analysis.call, request)
-        return Response(analysis.export(result), media_type="application/json")
+        body = await work.run(client_key(http.scope), request.model, analysis.call, request,
+                              finish=analysis.export)
+        return Response(body, media_type="application/json")
 
     endpoint.__name__ = f"analysis_{analysis.name}"
     return endpoint
+
+
+def as_json(answer: dict) -> bytes:
+    return json.dumps(plain(answer), ensure_ascii=False).encode("utf-8")
 
 
 def model_card(model) -> dict:
@@ -156,14 +164,19 @@ def create_api(settings: Settings) -> FastAPI:
         return model_card(await work.call(open_model, model, settings))
 
     @app.post("/predict", summary="The verb-agreement demo: both verbs' probabilities, "
-                                  "patching by layer, and the explanation")
-    async def predict_verb(request: PredictRequest, http: Request) -> dict:
-        return await work.run(client_key(http.scope), request.model, predict, request)
+                                  "patching by layer, and the explanation",
+              response_class=Response)
+    async def predict_verb(request: PredictRequest, http: Request) -> Response:
+        body = await work.run(client_key(http.scope), request.model, predict, request,
+                              finish=as_json)
+        return Response(body, media_type="application/json")
 
     @app.post("/chat", summary="A reply to the conversation, with every generated token's "
-                               "logit lens (top-k per layer)")
-    async def chat_reply(request: ChatRequest, http: Request) -> dict:
-        return await work.run(client_key(http.scope), request.model, chat, request)
+                               "logit lens (top-k per layer)", response_class=Response)
+    async def chat_reply(request: ChatRequest, http: Request) -> Response:
+        body = await work.run(client_key(http.scope), request.model, chat, request,
+                              finish=as_json)
+        return Response(body, media_type="application/json")
 
     for analysis in ANALYSES.values():
         app.post(f"/{analysis.name}", summary=analysis.summary, response_class=Response,

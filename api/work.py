@@ -55,8 +55,10 @@ class ModelWork:
             f"{self.settings.queue_length}). Try again in a moment.",
             retry_after_s=self.settings.api_max_wait_s / 4)
 
-    async def run(self, owner: str, model_name: str, fn: Callable, *args):
-        """`fn(model, *args)` on a worker thread, in the model's queue as `owner`."""
+    async def run(self, owner: str, model_name: str, fn: Callable, *args,
+                  finish: Callable | None = None):
+        """`fn(model, *args)` on a worker thread, in the model's queue as `owner`; then, on the
+        same thread but after the model's turn is over, `finish(result)` (serializing)."""
         if self.in_flight >= self.settings.queue_length:
             raise self.busy_error()
         self.in_flight += 1
@@ -64,7 +66,7 @@ class ModelWork:
         submitted = time.monotonic()
         try:
             future = self.executor.submit(self.in_turn, owner, gone, submitted, model_name, fn,
-                                          args)
+                                          args, finish)
             return await asyncio.wrap_future(future)
         except asyncio.CancelledError:
             gone.set()  # the client went away: a queued ticket leaves, a running one stops
@@ -77,7 +79,7 @@ class ModelWork:
         return await asyncio.wrap_future(self.executor.submit(fn, *args))
 
     def in_turn(self, owner: str, gone: threading.Event, submitted: float, model_name: str,
-                fn: Callable, args: tuple):
+                fn: Callable, args: tuple, finish: Callable | None):
         waited = time.monotonic() - submitted
         if waited > self.settings.api_max_wait_s:
             raise QueueWaitTooLongError(
@@ -88,7 +90,8 @@ class ModelWork:
         model.lock.queue.admit(self.settings.api_max_wait_s)
         with model_queue.analysis(("api", owner), cancelled=gone.is_set,
                                   limits=self.settings.queue_limits, models=[model]):
-            return fn(model, *args)
+            result = fn(model, *args)
+        return result if finish is None else finish(result)
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
