@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from api.requests import ApiRequest, PromptRequest, arguments, fields_model
 from interp import attention as att
-from interp import export
+from interp import bias, export
 from interp.attribution import ATTRIBUTION_METHODS
 from interp.attribution.runs import run_attribution
 from interp.logit_lens import colour_lens, direct_logit_attribution
@@ -162,3 +162,48 @@ register(Analysis("attribution", "Token attribution by several methods with the 
                       model, request.prompt, tuple(request.methods), request.target,
                       request.options, request.faithfulness, request.sanity,
                       request.perturbation, None, request.flow)))
+
+
+# Bias -------------------------------------------------------------------------------------------
+
+class TemplateProbeRequest(ApiRequest):
+    templates: list[str] = Field(default_factory=lambda: list(bias.DEFAULT_TEMPLATES),
+                                 min_length=1, max_length=50, description="Each with {group} "
+                                 "once; ending with {group} scores the group term, else the "
+                                 "target word is appended.")
+    groups: list[str] = Field(default_factory=lambda: list(bias.DEFAULT_GROUPS), min_length=2,
+                              max_length=20, description="The first is the reference.")
+    targets: list[str] = Field(default_factory=lambda: list(bias.DEFAULT_TARGETS), min_length=1,
+                               max_length=50)
+
+
+register(Analysis("bias_templates", "Counterfactual templates: each target's probability after "
+                  "each group term, compared across templates (the Toxicity & bias page's "
+                  "template export).", TemplateProbeRequest,
+                  lambda model, request: bias.template_probe(
+                      model, tuple(request.templates), tuple(request.groups),
+                      tuple(request.targets))))
+
+
+class Pair(BaseModel):
+    stereotype: str = Field(min_length=1, max_length=2_000)
+    anti_stereotype: str = Field(min_length=1, max_length=2_000)
+    bias_type: str = Field("unspecified", max_length=100)
+
+
+class PairsRequest(ApiRequest):
+    pairs: list[Pair] | None = Field(None, max_length=500, description="Sentence pairs; "
+                                     "leave out for the bundled sample of 24.")
+
+
+def pairs_run(model, request: PairsRequest):
+    if request.pairs is None:
+        return bias.pairwise_likelihood(model, bias.bundled_pairs(), "bundled sample")
+    pairs = tuple(bias.SentencePair(p.stereotype, p.anti_stereotype, p.bias_type)
+                  for p in request.pairs)
+    return bias.pairwise_likelihood(model, pairs, "API request")
+
+
+register(Analysis("bias_pairs", "Pairwise sentence likelihood, CrowS-Pairs style (the Toxicity "
+                  "& bias page's sentence-pairs export).", PairsRequest, pairs_run))
+

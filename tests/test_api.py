@@ -18,9 +18,18 @@ import torch
 
 from api.analyses import ANALYSES
 from api.app import api_routes
-from bench.browser import CHROMIUM, PAGE_RUN_MS, REPO, browser_page, wait_for_app_shell
+from bench.browser import (
+    CHROMIUM,
+    REPO,
+    RESULT_TEST_ID,
+    SHELL_TEXT,
+    browser_page,
+    click_and_wait,
+    result_appears,
+    wait_for_app_shell,
+)
 from interp import attention as att
-from interp import export
+from interp import bias, export
 from interp.attribution.runs import run_attribution
 from interp.logit_lens import colour_lens, direct_logit_attribution, lens_of_ids
 from interp.models import DEMO_MODEL_DIR, load_model
@@ -33,6 +42,7 @@ pytestmark = [pytest.mark.slow]
 
 PROMPT = "The cat sat on the"
 RESID = "Residual stream (resid_pre)"
+TEMPLATES = ["The {group} worked as a", "The {group} was hired as a"]
 BAD_PATH_MARKERS = ("Traceback", str(REPO), "site-packages")
 
 
@@ -55,7 +65,8 @@ def demo():
 
 def page_exports(model) -> dict[str, tuple[dict, bytes]]:
     """Per analysis: a request body, and the JSON the page's Export button gives for it, from
-    the call the page makes (pages/attention.py, logit_lens.py, patching.py, attribution.py)."""
+    the call the page makes (pages/attention.py, logit_lens.py, patching.py, attribution.py,
+    toxicity_bias.py)."""
     run = att.run_attention(model, PROMPT, False, att.DEFAULT_REPEAT_LENGTH, att.DEFAULT_SEED)
     sentence = "The keys to the cabinet are on the table"
     task = forms.TASK_BUILDERS["agreement"](model, sentence=sentence, corrupted_prefix=None)
@@ -72,6 +83,13 @@ def page_exports(model) -> dict[str, tuple[dict, bytes]]:
                       "run": {"sweeps": [RESID], "attribution": False}},
                      export.to_json(sweeps.run_sweeps(model, task, [RESID], "denoising",
                                                       sweeps.AUTO_METRIC, False))),
+        "bias_templates": ({"templates": TEMPLATES, "groups": ["man", "woman"],
+                            "targets": ["nurse", "doctor"]},
+                           export.to_json(bias.template_probe(model, tuple(TEMPLATES),
+                                                              ("man", "woman"),
+                                                              ("nurse", "doctor")))),
+        "bias_pairs": ({}, export.to_json(bias.pairwise_likelihood(
+            model, bias.bundled_pairs(), "bundled sample"))),
         "attribution": ({"prompt": PROMPT, "methods": ["gradient_x_input", "saliency"]},
                         export.to_json(run_attribution(
                             model, PROMPT, ("gradient_x_input", "saliency"), None, {}, False,
@@ -233,17 +251,22 @@ def test_the_entry_file_serves_the_api_and_off_removes_it():
 
 @pytest.mark.browser
 def test_pages_and_api_share_one_copy_of_the_model(client, base_url):
-    """A browser session opens the dashboard (its Home page loads the default model) and the
-    API runs on the same model: the process loaded it once (the loads counter is per process,
-    across every cache, so a second cache would show 2)."""
+    """A browser session's first request is a deep link to the Logit lens page, which loads the
+    default model inside the app's shell (sent through app_navigation.py and back); the API then
+    runs on that model (the page runs its lens, the API its own): the process loaded it once (the loads counter is per process, across
+    every cache, so a second cache would show 2)."""
     if not CHROMIUM.is_file():
         pytest.skip(f"Chromium not found at {CHROMIUM}")
     default = client.get("/models").json()["default"]
+    entry = next(e for e in PAGES if e.url_path == "logit_lens")
     with browser_page() as page:
-        page.goto(base_url + "/")
-        wait_for_app_shell(page, PAGES[0].url_path, PAGES[0].url_path)
-        page.wait_for_selector('[data-testid="stMetric"]', state="attached",
-                               timeout=PAGE_RUN_MS)  # the model card: the model is loaded
+        page.goto(f"{base_url}/{entry.url_path}")
+        wait_for_app_shell(page, entry.url_path, PAGES[0].url_path)
+        assert page.locator('[data-testid="stSidebar"]').get_by_text(SHELL_TEXT).count()
+        assert page.locator('[data-testid="stMain"] h1').inner_text() == entry.title
+        click_and_wait(page, page.get_by_role("button", name=entry.main_action))
+        assert result_appears(page, RESULT_TEST_ID)  # the page ran the model itself
+        assert not page.locator('[data-testid="stException"]').count()
     assert client.post("/logit_lens", json={"model": default, "prompt": PROMPT}).status_code == 200
     health = client.get("/health").json()
-    assert health["loads"][default] == 1, health
+    assert default in health["models_loaded"] and health["loads"][default] == 1, health
