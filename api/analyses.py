@@ -19,9 +19,12 @@ from interp import attention as att
 from interp import bias, export
 from interp.attribution import ATTRIBUTION_METHODS
 from interp.attribution.runs import run_attribution
+from interp.circuits import report  # noqa: F401  (registers the circuit exports)
+from interp.circuits.runs import run_circuits, view_circuit
 from interp.logit_lens import colour_lens, direct_logit_attribution
 from interp.patching import forms
 from interp.patching import sweeps as patching_sweeps
+from interp.patching.ablation import ABLATION_KINDS
 from interp.patching_tasks import TASK_KINDS
 
 
@@ -124,11 +127,15 @@ class PatchingRequest(ApiRequest):
     run: RunOptions = Field(default_factory=RunOptions)
 
 
+def built_task(model, kind: str, task_options: dict):
+    """The task built as the pages build it (`TASK_BUILDERS`) from its options' schema."""
+    options = TASK_OPTIONS[kind].model_validate(task_options)
+    return forms.TASK_BUILDERS[kind](model, **arguments(options, forms.TASK_FIELDS[kind]))
+
+
 def patching_run(model, request: PatchingRequest) -> patching_sweeps.PatchingRun:
-    """The task built as the page builds it (`TASK_BUILDERS`), then every chosen sweep."""
-    fields = forms.TASK_FIELDS[request.task]
-    options = TASK_OPTIONS[request.task].model_validate(request.task_options)
-    task = forms.TASK_BUILDERS[request.task](model, **arguments(options, fields))
+    """The task, then every chosen sweep."""
+    task = built_task(model, request.task, request.task_options)
     run = arguments(request.run, forms.RUN_FIELDS)
     return patching_sweeps.run_sweeps(model, task, run["sweeps"], run["direction"],
                                       run["metric"], run["attribution"])
@@ -137,6 +144,31 @@ def patching_run(model, request: PatchingRequest) -> patching_sweeps.PatchingRun
 register(Analysis("patching", "Activation patching of a task (agreement, IOI, fact, custom "
                   "pair), every chosen sweep (the Activation patching page's whole-run export).",
                   PatchingRequest, patching_run))
+
+
+# Circuits -------------------------------------------------------------------------------------
+
+class CircuitRequest(ApiRequest):
+    task: Literal[TASK_KINDS] = "ioi"
+    task_options: dict[str, str | int | float | bool | None] = Field(
+        default_factory=dict, description="The task's inputs, as for /api/patching.")
+    method: Literal["eap", "eap_ig"] = "eap_ig"
+    ablation: Literal[ABLATION_KINDS] = "resample"
+    n_edges: int = Field(50, ge=1, le=2000, description="Edges kept in the circuit (at most "
+                         "the model's edge count).")
+
+
+def circuit_view(model, request: CircuitRequest):
+    """Edge scores, then the circuit of `n_edges` measured on held-out pairs (the page's
+    slider view and its "circuit" export)."""
+    task = built_task(model, request.task, request.task_options)
+    run = run_circuits(model, task, request.method, request.ablation)
+    return view_circuit(model, run, min(request.n_edges, run.scores.n_edges))
+
+
+register(Analysis("circuits", "Edge attribution patching, the circuit of the strongest edges "
+                  "and its faithfulness on held-out pairs (the Circuits page's circuit "
+                  "export).", CircuitRequest, circuit_view))
 
 
 # Attribution ----------------------------------------------------------------------------------

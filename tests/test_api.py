@@ -31,9 +31,11 @@ from bench.browser import (
 from interp import attention as att
 from interp import bias, export
 from interp.attribution.runs import run_attribution
+from interp.circuits.runs import run_circuits, view_circuit
 from interp.logit_lens import colour_lens, direct_logit_attribution, lens_of_ids
 from interp.models import DEMO_MODEL_DIR, load_model
 from interp.patching import forms, sweeps
+from interp.patching_tasks import agreement_task
 from interp.settings import Settings
 from pages.common import PAGES
 from tests.api_support import api_server, differences
@@ -65,8 +67,8 @@ def demo():
 
 def page_exports(model) -> dict[str, tuple[dict, bytes]]:
     """Per analysis: a request body, and the JSON the page's Export button gives for it, from
-    the call the page makes (pages/attention.py, logit_lens.py, patching.py, attribution.py,
-    toxicity_bias.py)."""
+    the call the page makes (pages/attention.py, logit_lens.py, patching.py, circuits.py,
+    attribution.py, toxicity_bias.py)."""
     run = att.run_attention(model, PROMPT, False, att.DEFAULT_REPEAT_LENGTH, att.DEFAULT_SEED)
     sentence = "The keys to the cabinet are on the table"
     task = forms.TASK_BUILDERS["agreement"](model, sentence=sentence, corrupted_prefix=None)
@@ -90,6 +92,11 @@ def page_exports(model) -> dict[str, tuple[dict, bytes]]:
                                                               ("nurse", "doctor")))),
         "bias_pairs": ({}, export.to_json(bias.pairwise_likelihood(
             model, bias.bundled_pairs(), "bundled sample"))),
+        "circuits": ({"task": "agreement", "task_options": {"sentence": sentence},
+                      "method": "eap", "n_edges": 10},
+                     export.to_json(view_circuit(model, run_circuits(
+                         model, agreement_task(model, sentence=sentence), "eap", "resample"),
+                         10))),
         "attribution": ({"prompt": PROMPT, "methods": ["gradient_x_input", "saliency"]},
                         export.to_json(run_attribution(
                             model, PROMPT, ("gradient_x_input", "saliency"), None, {}, False,
