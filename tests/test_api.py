@@ -197,6 +197,15 @@ def test_chat_reply_is_greedy_and_its_lens_is_interps(client, demo):
             assert [t["probability"] for t in layer["top"]] == pytest.approx(reference, rel=1e-4)
 
 
+def test_the_schema_lists_every_endpoint(client):
+    schema = client.get("/openapi.json").json()
+    expected = {"/health", "/models", "/model_info", "/predict", "/chat",
+                *(f"/{name}" for name in ANALYSES)}
+    assert set(schema["paths"]) == expected
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "/api/openapi.json" in docs.text
+
+
 def test_unknown_paths_and_methods_answer_json(client):
     missing = client.get("/no-such-endpoint")
     assert missing.status_code == 404 and "no API endpoint" in missing.json()["detail"]
