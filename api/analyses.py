@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from api.requests import ApiRequest, PromptRequest, arguments, fields_model
+from api.requests import ApiRequest, PromptRequest, arguments, fields_model, validated
 from interp import attention as att
 from interp import bias, export
 from interp.attribution import ATTRIBUTION_METHODS
@@ -129,7 +129,7 @@ class PatchingRequest(ApiRequest):
 
 def built_task(model, kind: str, task_options: dict):
     """The task built as the pages build it (`TASK_BUILDERS`) from its options' schema."""
-    options = TASK_OPTIONS[kind].model_validate(task_options)
+    options = validated(TASK_OPTIONS[kind], task_options, f"The {kind} task's task_options")
     return forms.TASK_BUILDERS[kind](model, **arguments(options, forms.TASK_FIELDS[kind]))
 
 

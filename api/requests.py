@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
+from interp.errors import InvalidOptionError
 from interp.inputs import InputField, values_from_answers
 from interp.models import default_model_name
 
@@ -32,15 +33,9 @@ class ApiRequest(BaseModel):
                                    "only where the deployment allows custom models).")
 
 
-def prompt_field(default: str | None = None, description: str = "The text to analyse."):
-    if default is None:
-        return Field(min_length=1, max_length=MAX_PROMPT_CHARS, description=description)
-    return Field(default=default, min_length=1, max_length=MAX_PROMPT_CHARS,
-                 description=description)
-
-
 class PromptRequest(ApiRequest):
-    prompt: str = prompt_field()
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS,
+                        description="The text to analyse.")
 
 
 KIND_TYPES = {"text": str, "long_text": str, "slider": float, "integer": int, "number": float,
@@ -81,6 +76,18 @@ def fields_model(name: str, fields: tuple[InputField, ...]) -> type[BaseModel]:
     """A request model with one field per InputField (named by its keyword argument)."""
     return create_model(name, __config__=ConfigDict(extra="forbid"),
                         **{f.argument: (field_type(f), field_spec(f)) for f in fields})
+
+
+def validated(schema: type[BaseModel], values: dict, what: str) -> BaseModel:
+    """`values` checked against `schema` inside a handler's call: an invalid one raises the
+    typed error (422) naming each field, as FastAPI's own validation would."""
+    try:
+        return schema.model_validate(values)
+    except ValidationError as error:
+        problems = "; ".join(
+            ".".join(str(part) for part in problem["loc"]) + ": " + problem["msg"]
+            for problem in error.errors()[:10])
+        raise InvalidOptionError(f"{what} are not valid: {problems}.") from None
 
 
 def arguments(request: BaseModel, fields: tuple[InputField, ...]) -> dict:

@@ -254,6 +254,18 @@ def test_bad_requests_get_a_clear_4xx_message(client, body, expected_status, say
     assert not any(marker in response.text for marker in BAD_PATH_MARKERS)
 
 
+@pytest.mark.parametrize(("task_options", "says"), [
+    ({"sentence": 5}, "sentence"), ({"sentense": "The keys are"}, "sentense"),
+    ({"sentence": "keys"}, "verb"),
+])
+def test_bad_task_options_get_a_clear_422(client, task_options, says):
+    response = client.post("/patching", json={"model": "demo", "task": "agreement",
+                                              "task_options": task_options})
+    assert response.status_code == 422, response.text[:300]
+    assert says in response.json()["detail"]
+    assert not any(marker in response.text for marker in BAD_PATH_MARKERS)
+
+
 def test_the_entry_file_serves_the_api_and_off_removes_it():
     """Streamlit's own discovery finds the `st.App` in streamlit_app.py; WORKBENCH_API=off
     gives it no routes."""
