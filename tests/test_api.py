@@ -33,7 +33,7 @@ from interp import bias, export
 from interp.attribution.runs import run_attribution
 from interp.circuits.runs import run_circuits, view_circuit
 from interp.logit_lens import colour_lens, direct_logit_attribution, lens_of_ids
-from interp.models import DEMO_MODEL_DIR, load_model
+from interp.models import DEMO_MODEL_DIR, MODEL_REGISTRY, is_available, load_model
 from interp.patching import forms, sweeps
 from interp.patching_tasks import agreement_task
 from interp.settings import Settings
@@ -213,6 +213,21 @@ def test_unknown_paths_and_methods_answer_json(client):
     assert wrong.status_code == 405 and wrong.json()["error"] == "MethodNotAllowed"
     wrong = client.get("/logit_lens")
     assert wrong.status_code == 405 and "GET" in wrong.json()["detail"]
+
+
+def test_no_download_and_no_cors_on_a_public_deployment(client):
+    """With custom models off, a listed model that is not on disk is refused, not downloaded;
+    and a cross-site preflight gets no CORS permission."""
+    if is_available(MODEL_REGISTRY["gpt2-xl"]):
+        pytest.skip("GPT-2 XL is in the local cache here")
+    refused = client.get("/model_info", params={"model": "gpt2-xl"})
+    assert refused.status_code == 400 and "never start a download" in refused.json()["detail"]
+    assert "gpt2-xl" not in client.get("/health").json()["models_loaded"]
+    preflight = client.options("/logit_lens", headers={
+        "Origin": "https://elsewhere.example", "Access-Control-Request-Method": "POST"})
+    assert "access-control-allow-origin" not in preflight.headers
+    answer = client.get("/health", headers={"Origin": "https://elsewhere.example"})
+    assert "access-control-allow-origin" not in answer.headers
 
 
 def test_a_5_mb_body_is_refused_with_413(client):
