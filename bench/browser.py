@@ -24,7 +24,7 @@ CHROMIUM = Path(os.environ.get("WORKBENCH_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
-# Shown by streamlit_app.py's sidebar: proof that a page ran inside the app, not on its own.
+# Shown by the navigation script's sidebar: proof that a page ran inside the app, not alone.
 SHELL_TEXT = "Model and input"
 # What a page's main action (`PageEntry.main_action`) must show: a figure (a data-testid).
 RESULT_TEST_ID = "stPlotlyChart"
@@ -195,7 +195,7 @@ def screenshot(page, folder: Path, name: str) -> Path:
 
 
 def wait_for_app_shell(page, name: str, default_url_path: str) -> None:
-    """A deep link on a fresh server is redirected through streamlit_app.py and back (see
+    """A deep link on a fresh server is redirected through the navigation script and back (see
     pages.common.require_app_shell): between those runs the page is briefly blank and idle, so
     wait for the shell's sidebar, the page's own URL and title, then for its run to end."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout

@@ -366,6 +366,14 @@ def logit_lens(model, prompt: str, k: int = 5, track: Sequence[int] = (), ranks:
                        progress=progress)
 
 
+def colour_lens(model, prompt: str, k: int = 5, colour: str = "",
+                progress: Progress | None = None) -> LensResult:
+    """The lens the Logit lens page (and the API) shows: `logit_lens` of `prompt`, also tracking
+    the "colour by" token when `colour` (text that is exactly one token) is given."""
+    track = (resolve_token(model, colour, "colour-by token"),) if colour else ()
+    return logit_lens(model, prompt, k=k, track=track, progress=progress)
+
+
 # ---------------------------------------------------------------------------------------------
 # Direct logit attribution
 # ---------------------------------------------------------------------------------------------

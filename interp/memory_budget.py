@@ -118,6 +118,10 @@ class MemoryBudget:
             self._held.pop(self._freed.popleft(), None)
 
 
+_LOADS: collections.Counter[str] = collections.Counter()  # every cache's loads, by name
+_LOADS_LOCK = threading.Lock()
+
+
 class LanguageModelCache:
     """The shared language models: at most `max_models`, least recently used dropped first,
     every one counted against `budget`.
@@ -150,6 +154,14 @@ class LanguageModelCache:
         with self._lock:
             return list(self._models)
 
+    @staticmethod
+    def load_counts() -> dict[str, int]:
+        """How many times each name was loaded in this process, by any cache: 1 while one copy
+        serves every session and the API; more after it was dropped to make room and asked for
+        again, or if two caches each held their own copy."""
+        with _LOADS_LOCK:
+            return dict(_LOADS)
+
     def get(self, name_or_path: str, progress: Callable[[int, int], None] | None = None):
         """The held model for this name, loading it (within the budget) if needed;
         `progress(bytes_done, bytes_total)` follows a download, when one is needed."""
@@ -170,6 +182,8 @@ class LanguageModelCache:
                               n_bytes=self._measure(model))
             with self._lock:
                 self._models[key] = model
+            with _LOADS_LOCK:
+                _LOADS[key] += 1
             return model
 
     def _held(self, key: str):

@@ -447,6 +447,15 @@ def available_models() -> list[ModelSpec]:
     return [spec for spec in MODEL_REGISTRY.values() if is_available(spec)]
 
 
+def default_model_name() -> str | None:
+    """GPT-2 small when it can load without a download, else the demo model, else any that can
+    (the dashboard's first choice, and the API's model when a request names none)."""
+    for key in ("gpt2", "demo"):
+        if is_available(MODEL_REGISTRY[key]):
+            return key
+    return next((spec.key for spec in available_models()), None)
+
+
 def check_local_folder(folder: Path) -> None:
     """Raise a clear error unless `folder` looks like a Hugging Face causal-LM folder."""
     if not folder.is_dir():

@@ -93,6 +93,16 @@ class Settings:
     queue_length: int = field(default=16, metadata={"parse": positive_int})
     queue_per_session: int = field(default=2, metadata={"parse": positive_int})
     api_max_wait_s: float = field(default=60.0, metadata={"parse": positive_float})
+    # The JSON API under /api (streamlit_app.py): whether it is served at all, the bearer token
+    # every call but /api/health then needs ("" = none; never shown, logged or compared by
+    # `==`), requests one client may make per minute, the largest request body, and the
+    # threads that run its model work (beside the pages' own script threads).
+    api: bool = field(default=True, metadata={"parse": flag})
+    api_token: str = field(default="", repr=False, compare=False,
+                           metadata={"parse": optional_text})
+    api_requests_per_minute: int = field(default=60, metadata={"parse": positive_int})
+    api_max_body_kb: int = field(default=256, metadata={"parse": positive_int})
+    api_workers: int = field(default=2, metadata={"parse": positive_int})
 
     @property
     def queue_limits(self) -> QueueLimits:

@@ -11,9 +11,9 @@ from interp.generation import chat_prompt, generate
 from interp.logit_lens import (
     DLAResult,
     LensResult,
+    colour_lens,
     direct_logit_attribution,
     lens_of_ids,
-    logit_lens,
     resolve_token,
 )
 from interp.tokens import axis_labels
@@ -29,12 +29,6 @@ NO_CONTRAST = "(none: the target's logit alone)"
 
 def ask(widget, label: str, name: str, default, **options):
     return kit.remembered(widget, label, P + name, default, **options)
-
-
-def compute_lens(model, prompt: str, k: int, colour: str, progress=None) -> LensResult:
-    """The lens of `prompt`, tracking the colour-by token (one token of text) when given."""
-    track = (resolve_token(model, colour, "colour-by token"),) if colour else ()
-    return logit_lens(model, prompt, k=k, track=track, progress=progress)
 
 
 def choose_position(result: LensResult, key: str) -> int:
@@ -99,7 +93,7 @@ def view(side: kit.Side) -> None:
     """The prompt source: lens on a click, then its views and DLA at the chosen position."""
     key = side.key(P + "lens")
     signature = side.signature(k, colour)
-    result = kit.result_on_click(key, signature, clicked, ACTION, compute_lens, side.model,
+    result = kit.result_on_click(key, signature, clicked, ACTION, colour_lens, side.model,
                                  side.prompt, k, colour)
     if result is None:
         st.caption(f"Press {ACTION}: the defaults run at once.")

@@ -23,7 +23,8 @@ import pytest  # noqa: E402
 from interp.models import load_model  # noqa: E402
 from interp.random_models import save_random_gpt2  # noqa: E402
 
-APP_PATH = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
+# AppTest runs the navigation script: streamlit_app.py only wraps it in an st.App with the API.
+APP_PATH = str(Path(__file__).resolve().parent.parent / "app_navigation.py")
 TINY_SHAPE = dict(n_layer=2, n_head=4, n_embd=32, n_positions=64)
 
 

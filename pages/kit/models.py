@@ -11,9 +11,15 @@ import streamlit as st
 from interp.caching import shared_model
 from interp.errors import InterpError
 from interp.explain import md_escape
-from interp.models import MODEL_REGISTRY, ModelSpec, is_available, param_count_label
+from interp.models import (
+    MODEL_REGISTRY,
+    ModelSpec,
+    default_model_name,
+    is_available,
+    param_count_label,
+)
 from interp.settings import check_model_allowed, custom_models_allowed
-from pages.kit.registry import page_for_url
+from pages.kit.registry import NAVIGATION_SCRIPT, page_for_url
 from pages.kit.state import Keys
 
 CUSTOM_CHOICE = "other"
@@ -31,18 +37,18 @@ def custom_allowed() -> bool:
 
 
 def require_app_shell() -> None:
-    """Make sure this page runs inside streamlit_app.py (sidebar, navigation, state defaults).
+    """Make sure this page runs inside the app's navigation script (sidebar, navigation, state defaults).
 
     Because the page files live in `pages/`, Streamlit's legacy multipage mode serves the very
     first request of a fresh server by running the page file alone when that request is a deep
     link (`/patching`). We send such a run through the entry point, remembering the page, and
-    `streamlit_app.py` switches back to it once navigation is set up.
+    the navigation script switches back to it once navigation is set up.
     """
     if st.session_state.get(Keys.SHELL_READY):
         return
     target = page_for_url(st.context.url)
     st.session_state[Keys.DEEP_LINK] = target.path if target else None
-    st.switch_page("streamlit_app.py")
+    st.switch_page(NAVIGATION_SCRIPT)
 
 
 def model_options() -> list[str]:
@@ -50,14 +56,8 @@ def model_options() -> list[str]:
 
 
 def default_model_key() -> str | None:
-    """GPT-2 small when it can load without a download, else the demo model, else any that can."""
-    for key in ("gpt2", "demo"):
-        if is_available(MODEL_REGISTRY[key]):
-            return key
-    for key, spec in MODEL_REGISTRY.items():
-        if is_available(spec):
-            return key
-    return None
+    """The model the sidebar starts with (`interp.models.default_model_name`)."""
+    return default_model_name()
 
 
 def model_label(key: str) -> str:

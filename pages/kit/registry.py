@@ -12,6 +12,8 @@ import streamlit as st
 from pages.kit.state import Keys
 
 ROOT = Path(__file__).resolve().parents[2]  # the app folder; PageEntry paths start here
+# The script every browser session runs (st.navigation and the sidebar); streamlit_app.py serves it.
+NAVIGATION_SCRIPT = "app_navigation.py"
 COMPARE_PROMPTS = "Second prompt"
 COMPARE_MODELS = "Second model"
 COMPARE_MODES = (COMPARE_PROMPTS, COMPARE_MODELS)
@@ -77,7 +79,7 @@ def page_for_url(url: str | None) -> PageEntry | None:
 
 def current_page(view: Callable | None = None) -> PageEntry:
     """The page being run: the one whose file defines `view` when given (AppTest runs a page's
-    file without the entry point), else the one streamlit_app.py noted before running it."""
+    file without the entry point), else the one the navigation script noted before running it."""
     code = getattr(view, "__code__", None)
     if code is not None:
         defined_in = Path(code.co_filename).resolve()
