@@ -141,7 +141,7 @@ def patching_run(model, request: PatchingRequest) -> patching_sweeps.PatchingRun
                                       run["metric"], run["attribution"])
 
 
-register(Analysis("patching", "Activation patching of a task (agreement, IOI, fact, custom "
+register(Analysis("patching", "Activation patching of a task (agreement, IOI, fact, induction, custom "
                   "pair), every chosen sweep (the Activation patching page's whole-run export).",
                   PatchingRequest, patching_run))
 

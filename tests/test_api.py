@@ -313,3 +313,24 @@ def test_pages_and_api_share_one_copy_of_the_model(client, base_url):
     assert client.post("/logit_lens", json={"model": default, "prompt": PROMPT}).status_code == 200
     health = client.get("/health").json()
     assert default in health["models_loaded"] and health["loads"][default] == 1, health
+
+
+def test_the_induction_task_through_the_api_equals_the_pages_export(client, demo):
+    """#28: the induction task through /api/patching with the heads sweep; reference: the
+    page's run_sweeps and export.to_json in this process, the induction check included."""
+    heads = "Attention heads (z)"
+    options = {"length": 8, "n_sequences": 4, "seed": 2, "corruption": "shuffle"}
+    task = forms.TASK_BUILDERS["induction"](demo, **options)
+    reference = export.to_json(sweeps.run_sweeps(demo, task, [heads], "denoising",
+                                                 sweeps.AUTO_METRIC, False))
+    response = client.post("/patching", json={"model": "demo", "task": "induction",
+                                              "task_options": options,
+                                              "run": {"sweeps": [heads], "attribution": False}})
+    assert response.status_code == 200, response.text[:500]
+    body = response.json()
+    assert body["induction"]["heads"], "the run carries its induction check"
+    found = differences(body, json.loads(reference))
+    assert not found, found[:5]
+    bad = client.post("/patching", json={"model": "demo", "task": "induction",
+                                         "task_options": {"length": 2}})
+    assert bad.status_code in (400, 422) and "from 4 to" in bad.text
