@@ -93,6 +93,11 @@ class Settings:
     queue_length: int = field(default=16, metadata={"parse": positive_int})
     queue_per_session: int = field(default=2, metadata={"parse": positive_int})
     api_max_wait_s: float = field(default=60.0, metadata={"parse": positive_float})
+    # Where saved runs are kept: a SQLAlchemy URL (e.g. one PostgreSQL for every replica) or a
+    # SQLite file path ("" = runs.sqlite under the user's data directory), and the size above
+    # which a run keeps its inputs, figures and summaries but not its raw tensors.
+    runs_url: str = field(default="", metadata={"parse": optional_text})
+    runs_size_cap_mb: float = field(default=50.0, metadata={"parse": positive_float})
 
     @property
     def queue_limits(self) -> QueueLimits:
