@@ -64,6 +64,9 @@ PAGES: tuple[PageEntry, ...] = (
               "Which heads, MLPs and connections carry the task, and how faithfully?",
               "circuits", uses_prompt=False, compare_modes=(COMPARE_MODELS,),
               main_action="Find circuit"),
+    PageEntry("pages/runs.py", "Runs", ":material/history:",
+              "Which experiments have been kept, how do two of them differ, and can they be "
+              "shared?", "runs", uses_prompt=False, compare_modes=()),
 )
 
 

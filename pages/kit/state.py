@@ -3,6 +3,7 @@ results kept under a signature of their inputs, and the "these results are stale
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import pandas as pd
@@ -30,12 +31,17 @@ class Keys:
     GROQ_MODEL = "ai.groq_model"
     GROQ_MODEL_TYPED = "ai.groq_model_typed"
     GROQ_LEVEL = "ai.level"
+    ORIGINS = "kit.origins"
+    PAGE_KEYS = "kit.page_keys"
 
 
 def remembered(widget, label: str, key: str, default, **kwargs):
     """A widget whose value outlives page switches: Streamlit drops a widget's state when its
     page is not shown, so the value is also kept under `key` and the widget uses `key.widget`."""
+    from pages.kit.runs import register_page_key  # runs builds on this module
+
     widget_key = key + ".widget"
+    register_page_key(key)
     st.session_state.setdefault(key, default)
     st.session_state.setdefault(widget_key, st.session_state[key])
     options = kwargs.get("options")
@@ -102,8 +108,12 @@ def run_and_remember(key: str, signature, fn: Callable, *args, **kwargs):
     stored = results.get(key)
     if stored is not None and stored[0] == signature:
         return stored[1]
+    from pages.kit.runs import note_origin, session_origins  # runs builds on this module
+
+    started = time.perf_counter()
     result = fn(*args, **kwargs)
     results[key] = (signature, result)
+    note_origin(session_origins(), result, fn, args, kwargs, time.perf_counter() - started)
     return result
 
 

@@ -1,0 +1,149 @@
+"""Saving what a page shows as a run (`interp.runs`), with no code in the page itself.
+
+The kit notes where each result came from when it computes it (the `interp` call, the model,
+how long it took) and which remembered widgets belong to which page; `save_run_button`, drawn
+beside every result's exports, turns that, the figure on screen and the explanation already
+made into one saved run. The store is shared by every session of the process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import streamlit as st
+
+from interp import runs
+from interp.caching import secrets
+from interp.errors import InterpError
+from interp.models import LoadedModel
+from interp.settings import Settings
+from pages.kit.registry import current_page
+from pages.kit.state import Keys
+
+ORIGINS_KEPT = 64  # results whose origin a session remembers (the newest)
+
+
+@dataclass(frozen=True)
+class Origin:
+    """How a result was made: the recorded call (None when it can't be re-run), the model it
+    ran on, when, and how long it took."""
+
+    call: runs.Call | None
+    model: LoadedModel | None
+    seconds: float
+    finished_at: float
+
+
+def note_origin(origins: dict, result, fn: Callable, args: tuple, kwargs: Mapping | None,
+                seconds: float) -> None:
+    """Remember how `result` (and the results it holds as fields) was made, in a plain dict
+    (safe off the script thread). Keyed by identity, with the object kept so ids stay valid."""
+    model = next((a for a in args if isinstance(a, LoadedModel)), None)
+    if model is None:
+        model = next((a.model for a in args if isinstance(getattr(a, "model", None),
+                                                          LoadedModel)), None)
+    origin = Origin(runs.describe_call(fn, args, kwargs), model, seconds, time.time())
+    parts = [result]
+    if dataclasses.is_dataclass(result):
+        parts += [getattr(result, f.name) for f in dataclasses.fields(result)
+                  if dataclasses.is_dataclass(getattr(result, f.name))]
+    for part in parts:
+        origins[id(part)] = (part, origin)
+    while len(origins) > ORIGINS_KEPT:
+        origins.pop(next(iter(origins)))
+
+
+def session_origins() -> dict:
+    return st.session_state.setdefault(Keys.ORIGINS, {})
+
+
+def origin_of(result) -> Origin | None:
+    held = session_origins().get(id(result))
+    return held[1] if held is not None and held[0] is result else None
+
+
+def register_page_key(key: str) -> None:
+    """Note that a remembered widget's value belongs to the page being run (its options)."""
+    page = st.session_state.get(Keys.PAGE)
+    if page:
+        st.session_state.setdefault(Keys.PAGE_KEYS, {}).setdefault(page, set()).add(key)
+
+
+def page_options(page_path: str) -> dict:
+    """The page's remembered widget values (what a run and a shared link record)."""
+    keys = st.session_state.get(Keys.PAGE_KEYS, {}).get(page_path, set())
+    options = {}
+    for key in sorted(keys):
+        value = st.session_state.get(key)
+        if isinstance(value, (str, int, float, bool)) or value is None:
+            options[key] = value
+        elif isinstance(value, (list, tuple)) and all(isinstance(v, (str, int, float, bool))
+                                                      for v in value):
+            options[key] = list(value)
+    return options
+
+
+@st.cache_resource(show_spinner=False)
+def shared_store(location: str, size_cap_mb: float) -> runs.RunStore:
+    return runs.RunStore(location or None, size_cap_mb=size_cap_mb)
+
+
+def run_store() -> runs.RunStore:
+    """The process's run store, from WORKBENCH_RUNS_URL (or secrets); errors propagate."""
+    settings = Settings.from_env(secrets())
+    return shared_store(settings.runs_url, settings.runs_size_cap_mb)
+
+
+def explanation_made_for(result):
+    """The explanation `explain_panel` already made for this result, if any."""
+    for made_from, explanation in st.session_state.get(Keys.EXPLANATIONS, {}).values():
+        if made_from and made_from[0] is result:
+            return explanation
+    return None
+
+
+def record_of(result, figure) -> runs.RunRecord:
+    """The run of `result` as the page shows it (its figure, explanation, options, inputs)."""
+    entry = current_page()
+    origin = origin_of(result)
+    model = origin.model if origin is not None and origin.model is not None else None
+    model_ref = runs.model_ref(model) if model is not None else runs.ModelRef(
+        str(getattr(result, "model_name", st.session_state.get(Keys.MODEL, ""))))
+    prompts = [getattr(result, "prompt", None) or (
+        st.session_state.get(Keys.PROMPT, "") if entry.uses_prompt else "")]
+    explanation = explanation_made_for(result)
+    return runs.record_for(
+        result, page=entry.url_path, model=model_ref, prompts=[p for p in prompts if p],
+        options=page_options(entry.path), figures=[figure] if figure is not None else [],
+        explanation=explanation.markdown if explanation is not None else "",
+        explanation_source=explanation.source if explanation is not None else "",
+        calls=[origin.call] if origin is not None and origin.call is not None else [],
+        timings={"compute_s": origin.seconds} if origin is not None else {},
+        title=f"{entry.title}: {type(result).__name__}")
+
+
+def save(result, figure, key: str) -> None:
+    try:
+        saved = run_store().save(record_of(result, figure))
+    except InterpError as error:
+        st.session_state[key + ".saved"] = ("error", str(error))
+        return
+    st.session_state[key + ".saved"] = ("ok", saved.id)
+
+
+def save_run_button(result, figure, key: str) -> None:
+    """A "Save run" button; after a save, the run's id (or why it could not be saved)."""
+    st.button("Save run", key=f"{key}.save", icon=":material/bookmark_add:",
+              on_click=save, args=(result, figure, key),
+              help="Keep this result with its inputs, figure and explanation in the run store "
+                   "(the Runs page lists, compares and reports saved runs).")
+    outcome = st.session_state.pop(key + ".saved", None)
+    if outcome is not None:
+        kind, text = outcome
+        if kind == "ok":
+            st.caption(f"Saved as run `{text}` (see the Runs page).")
+        else:
+            st.warning(f"The run was not saved: {text}")
