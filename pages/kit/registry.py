@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +91,24 @@ def current_page(view: Callable | None = None) -> PageEntry:
             return found
     path = st.session_state.get(Keys.PAGE)
     return next((entry for entry in PAGES if entry.path == path), PAGES[0])
+
+
+def page_in_stack() -> PageEntry | None:
+    """The registered page whose file is running the calling code (walks the call stack): the
+    kit's helpers use it to tell which page drew them, with or without the app's shell."""
+    files = {str((ROOT / entry.path).resolve()): entry for entry in PAGES}
+    frame = sys._getframe(1)
+    while frame is not None:
+        found = files.get(frame.f_code.co_filename)
+        if found is not None:
+            return found
+        frame = frame.f_back
+    return None
+
+
+def running_page() -> PageEntry:
+    """The page being drawn: found on the call stack, else the one the app shell noted."""
+    return page_in_stack() or current_page()
 
 
 def compare_mode(entry: PageEntry) -> str | None:

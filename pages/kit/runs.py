@@ -20,7 +20,7 @@ from interp.caching import secrets
 from interp.errors import InterpError
 from interp.models import LoadedModel
 from interp.settings import Settings
-from pages.kit.registry import current_page
+from pages.kit.registry import PageEntry, page_in_stack, running_page
 from pages.kit.state import Keys
 
 ORIGINS_KEPT = 64  # results whose origin a session remembers (the newest)
@@ -67,9 +67,9 @@ def origin_of(result) -> Origin | None:
 
 def register_page_key(key: str) -> None:
     """Note that a remembered widget's value belongs to the page being run (its options)."""
-    page = st.session_state.get(Keys.PAGE)
-    if page:
-        st.session_state.setdefault(Keys.PAGE_KEYS, {}).setdefault(page, set()).add(key)
+    page = page_in_stack()
+    if page is not None:
+        st.session_state.setdefault(Keys.PAGE_KEYS, {}).setdefault(page.path, set()).add(key)
 
 
 def page_options(page_path: str) -> dict:
@@ -105,9 +105,8 @@ def explanation_made_for(result):
     return None
 
 
-def record_of(result, figure) -> runs.RunRecord:
-    """The run of `result` as the page shows it (its figure, explanation, options, inputs)."""
-    entry = current_page()
+def record_of(result, figure, entry: PageEntry) -> runs.RunRecord:
+    """The run of `result` as `entry`'s page shows it (figure, explanation, options, inputs)."""
     origin = origin_of(result)
     model = origin.model if origin is not None and origin.model is not None else None
     model_ref = runs.model_ref(model) if model is not None else runs.ModelRef(
@@ -125,9 +124,9 @@ def record_of(result, figure) -> runs.RunRecord:
         title=f"{entry.title}: {type(result).__name__}")
 
 
-def save(result, figure, key: str) -> None:
+def save(result, figure, key: str, entry: PageEntry) -> None:
     try:
-        saved = run_store().save(record_of(result, figure))
+        saved = run_store().save(record_of(result, figure, entry))
     except InterpError as error:
         st.session_state[key + ".saved"] = ("error", str(error))
         return
@@ -137,7 +136,7 @@ def save(result, figure, key: str) -> None:
 def save_run_button(result, figure, key: str) -> None:
     """A "Save run" button; after a save, the run's id (or why it could not be saved)."""
     st.button("Save run", key=f"{key}.save", icon=":material/bookmark_add:",
-              on_click=save, args=(result, figure, key),
+              on_click=save, args=(result, figure, key, running_page()),
               help="Keep this result with its inputs, figure and explanation in the run store "
                    "(the Runs page lists, compares and reports saved runs).")
     outcome = st.session_state.pop(key + ".saved", None)
