@@ -15,6 +15,7 @@ from interp.errors import InterpError
 from interp.explain import md_escape
 from interp.runs import Comparison, RunStore, SavedRun
 from pages import kit
+from pages.kit.links import run_link
 from pages.kit.runs import run_store
 
 P = "runs."
@@ -55,6 +56,7 @@ def show_run(store: RunStore, run: SavedRun, key: str) -> None:
         st.caption("Built from: " + " ← ".join(
             f"{'  ' * (step.depth - 1)}{md_escape(step.run.title) if step.run else 'a run not in this store'}"
             f" (`{step.content_hash[:10]}`)" for step in chain))
+    st.caption(f"Link to this run: {run_link(run.id)}")
     st.caption(f"Run `{run.id}` · content hash `{run.content_hash[:16]}` · "
                f"{len(record.calls)} interp call(s) recorded · versions: "
                + ", ".join(f"{name} {version}" for name, version in record.versions.items()))

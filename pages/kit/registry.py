@@ -93,14 +93,15 @@ def current_page(view: Callable | None = None) -> PageEntry:
     return next((entry for entry in PAGES if entry.path == path), PAGES[0])
 
 
-def page_in_stack() -> PageEntry | None:
+def page_in_stack(direct: bool = False) -> PageEntry | None:
     """The registered page whose file is running the calling code (walks the call stack): the
-    kit's helpers use it to tell which page drew them, with or without the app's shell."""
+    kit's helpers use it to tell which page drew them, with or without the app's shell.
+    `direct`: only when the page itself called the function that asks."""
     files = {str((ROOT / entry.path).resolve()): entry for entry in PAGES}
-    frame = sys._getframe(1)
+    frame = sys._getframe(2 if direct else 1)
     while frame is not None:
         found = files.get(frame.f_code.co_filename)
-        if found is not None:
+        if found is not None or direct:
             return found
         frame = frame.f_back
     return None

@@ -38,10 +38,16 @@ class Keys:
 def remembered(widget, label: str, key: str, default, **kwargs):
     """A widget whose value outlives page switches: Streamlit drops a widget's state when its
     page is not shown, so the value is also kept under `key` and the widget uses `key.widget`."""
-    from pages.kit.runs import register_page_key  # runs builds on this module
+    from pages.kit.links import link_value, show_notices  # both build on this module
+    from pages.kit.runs import register_page_key
 
     widget_key = key + ".widget"
     register_page_key(key)
+    found, linked = link_value(key, default, kwargs.get("options"), kwargs.get("min_value"),
+                               kwargs.get("max_value"))
+    if found:
+        st.session_state[key] = st.session_state[widget_key] = linked
+    show_notices()
     st.session_state.setdefault(key, default)
     st.session_state.setdefault(widget_key, st.session_state[key])
     options = kwargs.get("options")
