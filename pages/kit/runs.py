@@ -20,6 +20,7 @@ from interp.caching import secrets
 from interp.errors import InterpError
 from interp.models import LoadedModel
 from interp.settings import Settings
+from interp.wandb_logging import log_run, wandb_enabled
 from pages.kit.registry import PageEntry, page_in_stack, running_page
 from pages.kit.state import Keys
 
@@ -131,6 +132,11 @@ def save(result, figure, key: str, entry: PageEntry) -> None:
         st.session_state[key + ".saved"] = ("error", str(error))
         return
     st.session_state[key + ".saved"] = ("ok", saved.id)
+    configured = secrets()
+    if wandb_enabled(configured):  # off, and invisible, without wandb and a key
+        problem = log_run(saved, configured)
+        if problem is not None:
+            st.session_state[key + ".saved"] = ("wandb", problem)
 
 
 def save_run_button(result, figure, key: str) -> None:
@@ -144,5 +150,7 @@ def save_run_button(result, figure, key: str) -> None:
         kind, text = outcome
         if kind == "ok":
             st.caption(f"Saved as run `{text}` (see the Runs page).")
+        elif kind == "wandb":
+            st.warning(text)
         else:
             st.warning(f"The run was not saved: {text}")
