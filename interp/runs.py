@@ -26,6 +26,7 @@ import importlib.metadata
 import io
 import json
 import math
+import os
 import platform
 import sqlite3
 import threading
@@ -60,6 +61,7 @@ RESULT_BLOB = "result.json"
 VERSIONED_PACKAGES = ("torch", "transformers", "transformer-lens", "numpy", "plotly",
                       "safetensors", "sqlalchemy", "streamlit")
 ZIP_RECORD = "run.json"
+RUNS_URL_VARIABLE = "WORKBENCH_RUNS_URL"  # the `runs_url` setting (interp.settings)
 
 
 class RunStoreWarning(UserWarning):
@@ -459,8 +461,11 @@ def default_url() -> str:
 
 
 def as_url(location: str | Path | None) -> str:
-    """A store location as a SQLAlchemy URL: None is the default file, a path is a SQLite file."""
+    """A store location as a SQLAlchemy URL: None is WORKBENCH_RUNS_URL when set, else the
+    default file; a path is a SQLite file."""
     if location is None or not str(location).strip():
+        location = os.environ.get(RUNS_URL_VARIABLE, "")
+    if not str(location).strip():
         return default_url()
     text = str(location).strip()
     return text if "://" in text else f"sqlite:///{Path(text).expanduser().resolve()}"

@@ -278,9 +278,12 @@ def test_the_record_keeps_options_and_figures_as_json(location):
 
 def test_the_default_store_lives_under_the_user_data_directory(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.delenv("WORKBENCH_RUNS_URL", raising=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         store = RunStore()
     assert store.url.database == str(tmp_path / "data" / "gpt2-workbench" / "runs.sqlite")
     store.save(make_record("first use"))
     assert (tmp_path / "data" / "gpt2-workbench" / "runs.sqlite").is_file()
+    monkeypatch.setenv("WORKBENCH_RUNS_URL", str(tmp_path / "named.sqlite"))
+    assert RunStore().url.database == str(tmp_path / "named.sqlite")
