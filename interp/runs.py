@@ -33,6 +33,7 @@ import threading
 import time
 import uuid
 import warnings
+import weakref
 import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -229,17 +230,18 @@ def scalar_summary(result) -> dict:
     return summary
 
 
-_weights_hashes: dict[int, tuple[object, str]] = {}
+_weights_hashes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _weights_lock = threading.Lock()
 
 
 def weights_hash(model) -> str:
     """SHA-256 of a loaded model's parameters (names, shapes, dtypes and bytes), computed once
-    per loaded model: two runs with the same hash ran the same weights."""
+    per loaded model (held weakly: a model the cache let go is not kept for its hash): two
+    runs with the same hash ran the same weights."""
     with _weights_lock:
-        known = _weights_hashes.get(id(model))
-        if known is not None and known[0] is model:
-            return known[1]
+        known = _weights_hashes.get(model)
+    if known is not None:
+        return known
     digest = hashlib.sha256()
     for name, parameter in sorted(model.bridge.named_parameters(), key=lambda item: item[0]):
         data = parameter.detach().cpu().contiguous()
@@ -247,7 +249,7 @@ def weights_hash(model) -> str:
         digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
     value = "sha256:" + digest.hexdigest()
     with _weights_lock:
-        _weights_hashes[id(model)] = (model, value)
+        _weights_hashes[model] = value
     return value
 
 
@@ -612,10 +614,21 @@ class RunStore:
         return self._insert(run_id, digest, created_at, fields, blobs, omitted)
 
     def _insert(self, run_id: str, digest: str, created_at: float, fields: Mapping,
-                blobs: Mapping[str, tuple[str, bytes]], omitted: bool) -> SavedRun:
+                blobs: Mapping[str, tuple[str, bytes]], omitted: bool,
+                imported: bool = False) -> SavedRun:
+        """Write one run in one transaction. `imported`: a run already here under this id and
+        hash is kept as it is, another one under this id makes the import take a new id (checked
+        inside the write transaction, so two concurrent imports can't both insert)."""
         text = canonical(fields).decode()
         size = len(text) + sum(len(data) for _, data in blobs.values())
         with self._write() as connection, connection.begin():
+            if imported:
+                existing = connection.execute(sa.select(RUNS.c.content_hash).where(
+                    RUNS.c.id == run_id)).scalar()
+                if existing == digest:
+                    return self.open(run_id)
+                if existing is not None:
+                    run_id = uuid.uuid4().hex
             connection.execute(RUNS.insert().values(
                 id=run_id, content_hash=digest, created_at=created_at, page=fields["page"],
                 method=fields["method"], model_name=fields["model"]["name"],
@@ -763,14 +776,19 @@ class RunStore:
             raise CorruptRunError("This run file was changed after it was exported: its content "
                                   "does not match its hash.")
         assemble(run_id, digest, created_at, fields, blobs, 0, omitted)  # readable at all?
-        with self.engine.connect() as connection:
-            existing = connection.execute(sa.select(RUNS.c.content_hash).where(
-                RUNS.c.id == run_id)).scalar()
-        if existing == digest:
-            return self.open(run_id)
-        if existing is not None or len(run_id) != 32:
+        if len(run_id) != 32:
             run_id = uuid.uuid4().hex
-        return self._insert(run_id, digest, created_at, fields, blobs, omitted)
+        attempts_left = 3
+        while True:
+            try:
+                return self._insert(run_id, digest, created_at, fields, blobs, omitted,
+                                    imported=True)
+            except sa.exc.IntegrityError:
+                # A server at READ COMMITTED (PostgreSQL) lets two imports of one run both see
+                # it missing; the second insert fails on the key and, tried again, finds it.
+                attempts_left -= 1
+                if not attempts_left:
+                    raise
 
 
 def search_text(fields: Mapping) -> str:

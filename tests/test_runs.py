@@ -140,6 +140,28 @@ def test_four_processes_saving_25_runs_each_lose_none(location):
     assert set(titles) == {f"p{w}-{i}" for w in range(4) for i in range(25)}
 
 
+def import_in_process(location: str, archives: list[bytes]) -> int:
+    store = RunStore(location)
+    for archive in archives:
+        store.import_zip(archive)
+    return len(archives)
+
+
+def test_four_processes_importing_25_runs_each_lose_none(location, tmp_path):
+    """Each import reads (is this run here already?) then writes, in one transaction: on SQLite
+    that needs BEGIN IMMEDIATE (with a plain BEGIN most of them fail with "database is
+    locked"). Every archive is imported twice, so the read decides something."""
+    source = RunStore(tmp_path / "source.sqlite")
+    archives = [source.export_zip(source.save(make_record(f"i{n}", torch.full((4,), n))).id)
+                for n in range(50)]
+    RunStore(location)
+    work = [(location, archives[25 * (w % 2):25 * (w % 2) + 25]) for w in range(4)]
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        assert pool.starmap(import_in_process, work) == [25] * 4
+    found = RunStore(location).list(limit=1000)
+    assert sorted(run.title for run in found) == sorted(f"i{n}" for n in range(50))
+
+
 def test_a_corrupt_run_gives_a_warning_and_the_rest_loads(location):
     store = RunStore(location)
     good = store.save(make_record("good"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -30,29 +31,41 @@ ORIGINS_KEPT = 64  # results whose origin a session remembers (the newest)
 @dataclass(frozen=True)
 class Origin:
     """How a result was made: the recorded call (None when it can't be re-run), the model it
-    ran on, when, and how long it took."""
+    ran on (a weak reference: a session must not keep a model the shared cache let go), when,
+    and how long it took."""
 
     call: runs.Call | None
-    model: LoadedModel | None
+    model: Callable[[], LoadedModel | None]
     seconds: float
     finished_at: float
+
+
+def weak(value) -> Callable[[], object]:
+    try:
+        return weakref.ref(value)
+    except TypeError:  # an object without weak references is held, as a last resort
+        return lambda: value
 
 
 def note_origin(origins: dict, result, fn: Callable, args: tuple, kwargs: Mapping | None,
                 seconds: float) -> None:
     """Remember how `result` (and the results it holds as fields) was made, in a plain dict
-    (safe off the script thread). Keyed by identity, with the object kept so ids stay valid."""
+    (safe off the script thread). Keyed by identity; entries hold the result weakly, so they
+    never keep a result alive that the session has dropped."""
     model = next((a for a in args if isinstance(a, LoadedModel)), None)
     if model is None:
         model = next((a.model for a in args if isinstance(getattr(a, "model", None),
                                                           LoadedModel)), None)
-    origin = Origin(runs.describe_call(fn, args, kwargs), model, seconds, time.time())
+    origin = Origin(runs.describe_call(fn, args, kwargs),
+                    weak(model) if model is not None else lambda: None, seconds, time.time())
     parts = [result]
     if dataclasses.is_dataclass(result):
         parts += [getattr(result, f.name) for f in dataclasses.fields(result)
                   if dataclasses.is_dataclass(getattr(result, f.name))]
     for part in parts:
-        origins[id(part)] = (part, origin)
+        origins[id(part)] = (weak(part), origin)
+    for key in [key for key, (held, _) in origins.items() if held() is None]:
+        del origins[key]
     while len(origins) > ORIGINS_KEPT:
         origins.pop(next(iter(origins)))
 
@@ -63,7 +76,7 @@ def session_origins() -> dict:
 
 def origin_of(result) -> Origin | None:
     held = session_origins().get(id(result))
-    return held[1] if held is not None and held[0] is result else None
+    return held[1] if held is not None and held[0]() is result else None
 
 
 def register_page_key(key: str) -> None:
@@ -109,7 +122,7 @@ def explanation_made_for(result):
 def record_of(result, figure, entry: PageEntry) -> runs.RunRecord:
     """The run of `result` as `entry`'s page shows it (figure, explanation, options, inputs)."""
     origin = origin_of(result)
-    model = origin.model if origin is not None and origin.model is not None else None
+    model = origin.model() if origin is not None else None
     model_ref = runs.model_ref(model) if model is not None else runs.ModelRef(
         str(getattr(result, "model_name", st.session_state.get(Keys.MODEL, ""))))
     prompts = [getattr(result, "prompt", None) or (
