@@ -62,15 +62,28 @@ def show_run(store: RunStore, run: SavedRun, key: str) -> None:
                + ", ".join(f"{name} {version}" for name, version in record.versions.items()))
 
 
-def actions(store: RunStore, run: SavedRun) -> None:
-    left, middle, right = st.columns(3)
+def opened_runs(store: RunStore, ids: list[str]) -> list[SavedRun]:
+    return [store.open(run_id) for run_id in ids]
+
+
+def actions(store: RunStore, run: SavedRun, labels: dict[str, str]) -> None:
+    in_report = kit.remembered(st.multiselect, "Runs in the report", P + "report_runs",
+                               [run.id], options=list(labels), format_func=labels.get)
+    in_report = in_report or [run.id]
+    left, middle, right, last = st.columns(4)
     left.download_button("Download run (.zip)", data=lambda: store.export_zip(run.id),
                          file_name=f"run-{run.id[:8]}.zip", mime="application/zip",
                          key=P + "zip", on_click="ignore")
-    middle.download_button("Download report (HTML)", data=lambda: report.html_report([run]),
-                           file_name=f"report-{run.id[:8]}.html", mime="text/html",
-                           key=P + "report", on_click="ignore")
-    with right.popover("Delete", icon=":material/delete:"):
+    middle.download_button(
+        "Report (HTML)", data=lambda: report.html_report(opened_runs(store, in_report)),
+        file_name=f"report-{run.id[:8]}.html", mime="text/html", key=P + "report",
+        on_click="ignore")
+    right.download_button(
+        "Report (Markdown)",
+        data=lambda: report.markdown_report(opened_runs(store, in_report)).encode("utf-8"),
+        file_name=f"report-{run.id[:8]}.md", mime="text/markdown", key=P + "report.md",
+        on_click="ignore")
+    with last.popover("Delete", icon=":material/delete:"):
         st.write("Delete this run from the store? This can't be undone.")
         if st.button("Delete run", key=P + "delete", type="primary"):
             try:
@@ -139,7 +152,7 @@ try:
 except InterpError as error:
     kit.show_error(error)
     st.stop()
-st.caption(f"Store: `{md_escape(store.shown_url)}`")
+st.caption(f"Store: {md_escape(store.shown_url)}")
 for warning in store.warnings:
     st.warning(md_escape(warning))
 left, middle, right = st.columns(3)
@@ -166,7 +179,7 @@ other = kit.remembered(st.selectbox, "Compare with", P + "compare", None,
                        format_func=lambda i: "(nothing)" if i is None else labels[i])
 try:
     opened = store.open(chosen)
-    actions(store, opened)
+    actions(store, opened, labels)
     if other is None:
         show_run(store, opened, P + "open")
     else:

@@ -45,7 +45,8 @@ def require_app_shell() -> None:
         page = page_in_stack(direct=True)  # the page's own call, at its top: once per run
         if page is not None:
             show_notices()
-            share_control(page)
+            with st.sidebar:
+                share_control(page)
         return
     target = page_for_url(st.context.url)
     st.session_state[Keys.DEEP_LINK] = target.path if target else None
