@@ -7,28 +7,14 @@ its `PageEntry` declares. AppTest is not thread-safe, so these run one at a time
 
 from __future__ import annotations
 
-import os
-
-import plotly.graph_objects as go
 import pytest
-import torch
 from streamlit.testing.v1 import AppTest
 
-from interp.runs import ModelRef, RunRecord, RunStore
 from pages.kit import COMPARE_MODELS, DEFAULT_PROMPT, PAGES, Keys
 from tests.conftest import APP_PATH
+from tests.runs_support import seed_saved_run
 
 TIMEOUT = 120
-
-
-def seed_saved_run() -> None:
-    """The Runs page shows saved runs: one with a figure is in the test session's store."""
-    store = RunStore(os.environ["WORKBENCH_RUNS_URL"])
-    if not store.list(text="seeded for the page test"):
-        figure = go.Figure(go.Heatmap(z=[[0.0, 1.0], [2.0, 3.0]]))
-        store.save(RunRecord("logit_lens", "LensResult", ModelRef("demo"), ("seed",),
-                             tensors={"values": torch.arange(4.0)}, figures=(figure.to_json(),),
-                             title="seeded for the page test"))
 
 
 def open_page(entry, **state) -> AppTest:
