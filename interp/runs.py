@@ -584,13 +584,18 @@ class RunStore:
         path = Path(self.url.database)
         moved = path.with_name(f"{path.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}"
                                f"-{uuid.uuid4().hex[:6]}")
-        path.rename(moved)
-        for suffix in ("-wal", "-shm"):
-            side = path.with_name(path.name + suffix)
-            if side.exists():
-                side.rename(moved.with_name(moved.name + suffix))
-        self.note(f"The run store file {path} was not a readable database; it was moved to "
-                  f"{moved} and a new, empty store was started.")
+        try:
+            path.rename(moved)
+        except FileNotFoundError:  # another process moved it first and started the new store
+            self.note(f"The run store file {path} was not a readable database; another "
+                      "instance of the app moved it aside and started a new, empty store.")
+        else:
+            for suffix in ("-wal", "-shm"):
+                side = path.with_name(path.name + suffix)
+                if side.exists():
+                    side.rename(moved.with_name(moved.name + suffix))
+            self.note(f"The run store file {path} was not a readable database; it was moved to "
+                      f"{moved} and a new, empty store was started.")
         self.engine = self._make_engine()
 
     def note(self, message: str) -> None:

@@ -51,15 +51,17 @@ def test_a_link_with_the_prompt_gives_the_same_numbers_in_a_fresh_session():
     first = fresh_session(**{Keys.MODEL: "demo", Keys.PROMPT: PROMPT})
     first.switch_page(LENS).run()
     first.slider(key="logit_lens.k.widget").set_value(3).run()
+    first.text_input(key="logit_lens.colour.widget").input(" John").run()
     run_lens(first)
     assert not problems(first), problems(first)
     link = shared_link(first)
-    assert "prompt" not in link  # only on request
+    assert "prompt" not in link  # only on request, and no other typed text either
+    assert "o.logit_lens.colour" not in link
     assert link["model"] == "demo" and link["o.logit_lens.k"] == "3"
     first.checkbox(key="links.with_prompt").check().run()
     assert any(PRIVACY_NOTICE in w.value for w in first.warning)
     link = shared_link(first)
-    assert link["prompt"] == PROMPT
+    assert link["prompt"] == PROMPT and link["o.logit_lens.colour"] == '" John"'
 
     opened = fresh_session(link)  # a new browser session: nothing but the link
     applied = opened.session_state[Keys.PROMPT]
@@ -70,6 +72,7 @@ def test_a_link_with_the_prompt_gives_the_same_numbers_in_a_fresh_session():
     second = fresh_session(link, **{Keys.PROMPT: applied})
     second.switch_page(LENS).run()
     assert second.slider(key="logit_lens.k.widget").value == 3
+    assert second.text_input(key="logit_lens.colour.widget").value == " John"
     run_lens(second)
     assert not problems(second), problems(second)
     expected, got = lens_tensors(first), lens_tensors(second)

@@ -2,8 +2,8 @@
 opens the same analysis in a fresh session.
 
 A link holds `model`, the page's remembered widget values as `o.<key>` (JSON), and either
-`prompt` (only when the user asks for a link with the prompt: it then sits in browser histories
-and server logs) or nothing of the text; a saved run is shared as `run=<id>`, which the Runs page
+`prompt` and the page's other typed text (only when the user asks for a link with the prompt: it
+then sits in browser histories and server logs) or none of the text; a saved run is shared as `run=<id>`, which the Runs page
 opens. Nothing secret is ever written to a link. A value that is unknown, of the wrong type or
 out of range here falls back to the default, with a notice; it never raises.
 """
@@ -120,7 +120,7 @@ def link_params(page_path: str, with_prompt: bool) -> dict:
     params = {"model": st.session_state.get(Keys.MODEL, "")}
     if with_prompt:
         params["prompt"] = st.session_state.get(Keys.PROMPT, "")
-    for key, value in page_options(page_path).items():
+    for key, value in page_options(page_path, free_text=with_prompt).items():
         params[OPTION_PREFIX + key] = json.dumps(value)
     return params
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import streamlit as st
+from sqlalchemy.exc import SQLAlchemyError
 
 from interp import runs
 from interp.caching import secrets
@@ -79,18 +80,26 @@ def origin_of(result) -> Origin | None:
     return held[1] if held is not None and held[0]() is result else None
 
 
-def register_page_key(key: str) -> None:
-    """Note that a remembered widget's value belongs to the page being run (its options)."""
+FREE_TEXT_WIDGETS = ("text_input", "text_area", "chat_input")
+
+
+def register_page_key(key: str, widget) -> None:
+    """Note that a remembered widget's value belongs to the page being run (its options), and
+    whether it is free text (which, like the prompt, stays out of a link unless asked)."""
     page = page_in_stack()
     if page is not None:
-        st.session_state.setdefault(Keys.PAGE_KEYS, {}).setdefault(page.path, set()).add(key)
+        free_text = getattr(widget, "__name__", "") in FREE_TEXT_WIDGETS
+        st.session_state.setdefault(Keys.PAGE_KEYS, {}).setdefault(page.path, {})[key] = free_text
 
 
-def page_options(page_path: str) -> dict:
-    """The page's remembered widget values (what a run and a shared link record)."""
-    keys = st.session_state.get(Keys.PAGE_KEYS, {}).get(page_path, set())
+def page_options(page_path: str, free_text: bool = True) -> dict:
+    """The page's remembered widget values (what a run and a shared link record); without
+    `free_text`, none typed into a text box."""
+    keys = st.session_state.get(Keys.PAGE_KEYS, {}).get(page_path, {})
     options = {}
     for key in sorted(keys):
+        if keys[key] and not free_text:
+            continue
         value = st.session_state.get(key)
         if isinstance(value, (str, int, float, bool)) or value is None:
             options[key] = value
@@ -141,7 +150,7 @@ def record_of(result, figure, entry: PageEntry) -> runs.RunRecord:
 def save(result, figure, key: str, entry: PageEntry) -> None:
     try:
         saved = run_store().save(record_of(result, figure, entry))
-    except InterpError as error:
+    except (InterpError, SQLAlchemyError, OSError) as error:  # a full disk, a server gone
         st.session_state[key + ".saved"] = ("error", str(error))
         return
     st.session_state[key + ".saved"] = ("ok", saved.id)

@@ -42,7 +42,7 @@ def remembered(widget, label: str, key: str, default, **kwargs):
     from pages.kit.runs import register_page_key
 
     widget_key = key + ".widget"
-    register_page_key(key)
+    register_page_key(key, widget)
     found, linked = link_value(key, default, kwargs.get("options"), kwargs.get("min_value"),
                                kwargs.get("max_value"))
     if found:
