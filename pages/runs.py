@@ -67,23 +67,24 @@ def opened_runs(store: RunStore, ids: list[str]) -> list[SavedRun]:
 
 
 def actions(store: RunStore, run: SavedRun, labels: dict[str, str]) -> None:
-    in_report = kit.remembered(st.multiselect, "Runs in the report", P + "report_runs",
-                               [run.id], options=list(labels), format_func=labels.get)
-    in_report = in_report or [run.id]
-    left, middle, right, last = st.columns(4)
-    left.download_button("Download run (.zip)", data=lambda: store.export_zip(run.id),
-                         file_name=f"run-{run.id[:8]}.zip", mime="application/zip",
-                         key=P + "zip", on_click="ignore")
-    middle.download_button(
-        "Report (HTML)", data=lambda: report.html_report(opened_runs(store, in_report)),
-        file_name=f"report-{run.id[:8]}.html", mime="text/html", key=P + "report",
-        on_click="ignore")
-    right.download_button(
-        "Report (Markdown)",
-        data=lambda: report.markdown_report(opened_runs(store, in_report)).encode("utf-8"),
-        file_name=f"report-{run.id[:8]}.md", mime="text/markdown", key=P + "report.md",
-        on_click="ignore")
-    with last.popover("Delete", icon=":material/delete:"):
+    left, right = st.columns(2)
+    with left.popover("Download", icon=":material/download:"):
+        st.download_button("Run (.zip)", data=lambda: store.export_zip(run.id),
+                           file_name=f"run-{run.id[:8]}.zip", mime="application/zip",
+                           key=P + "zip", on_click="ignore")
+        in_report = kit.remembered(st.multiselect, "Runs in the report", P + "report_runs",
+                                   [run.id], options=list(labels), format_func=labels.get)
+        in_report = in_report or [run.id]
+        st.download_button(
+            "Report (HTML)", data=lambda: report.html_report(opened_runs(store, in_report)),
+            file_name=f"report-{run.id[:8]}.html", mime="text/html", key=P + "report",
+            on_click="ignore")
+        st.download_button(
+            "Report (Markdown)",
+            data=lambda: report.markdown_report(opened_runs(store, in_report)).encode("utf-8"),
+            file_name=f"report-{run.id[:8]}.md", mime="text/markdown", key=P + "report.md",
+            on_click="ignore")
+    with right.popover("Delete", icon=":material/delete:"):
         st.write("Delete this run from the store? This can't be undone.")
         if st.button("Delete run", key=P + "delete", type="primary"):
             try:
