@@ -91,3 +91,23 @@ def test_the_runs_page_warns_about_a_garbage_store_and_still_works(store_locatio
     assert not problems(app), problems(app)
     assert any("not a readable database" in w.value for w in app.warning)
     assert any("No saved runs" in i.value for i in app.info)
+
+
+def test_a_run_saved_from_a_saved_result_records_it_as_its_parent(store_location):
+    """Attention rollout is computed from the attention patterns: saving both makes the
+    rollout's run name the patterns' run by content hash, and the Runs page shows the chain."""
+    app = open_page("pages/attention.py")
+    assert not problems(app), problems(app)
+    app.button(key="attention.export.patterns.save").click().run()
+    app.button(key="attention.export.rollout.save").click().run()
+    assert not problems(app), problems(app)
+    store = RunStore(store_location)
+    runs = {run.method: store.open(run.id) for run in store.list()}
+    assert set(runs) == {"AttentionResult", "RolloutResult"}
+    patterns, rollout = runs["AttentionResult"], runs["RolloutResult"]
+    assert rollout.record.parents == (patterns.content_hash,)
+    assert patterns.record.parents == ()
+    assert [step.run.id for step in store.lineage(rollout.id)] == [patterns.id]
+    app.switch_page("pages/runs.py").run()
+    app.selectbox(key="runs.open.widget").set_value(rollout.id).run()
+    assert any("Built from" in c.value for c in app.caption)

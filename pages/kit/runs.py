@@ -39,6 +39,7 @@ class Origin:
     model: Callable[[], LoadedModel | None]
     seconds: float
     finished_at: float
+    inputs: tuple[Callable[[], object], ...] = ()  # the results it was computed from
 
 
 def weak(value) -> Callable[[], object]:
@@ -58,7 +59,9 @@ def note_origin(origins: dict, result, fn: Callable, args: tuple, kwargs: Mappin
         model = next((a.model for a in args if isinstance(getattr(a, "model", None),
                                                           LoadedModel)), None)
     origin = Origin(runs.describe_call(fn, args, kwargs),
-                    weak(model) if model is not None else lambda: None, seconds, time.time())
+                    weak(model) if model is not None else lambda: None, seconds, time.time(),
+                    tuple(weak(a) for a in args if dataclasses.is_dataclass(a)
+                          and not isinstance(a, type)))
     parts = [result]
     if dataclasses.is_dataclass(result):
         parts += [getattr(result, f.name) for f in dataclasses.fields(result)
@@ -81,6 +84,27 @@ def origin_of(result) -> Origin | None:
 
 
 FREE_TEXT_WIDGETS = ("text_input", "text_area", "chat_input")
+
+
+def note_saved(result, content_hash: str) -> None:
+    """Remember that `result` was saved as the run with this hash (for the lineage of runs
+    later computed from it)."""
+    saved = st.session_state.setdefault(Keys.SAVED_RUNS, {})
+    saved[id(result)] = (weak(result), content_hash)
+    for key in [key for key, (held, _) in saved.items() if held() is None]:
+        del saved[key]
+
+
+def parents_of(origin: Origin | None) -> list[str]:
+    """Content hashes of the saved runs whose results this result was computed from."""
+    saved = st.session_state.get(Keys.SAVED_RUNS, {})
+    found = []
+    for ref in origin.inputs if origin is not None else ():
+        source = ref()
+        held = saved.get(id(source)) if source is not None else None
+        if held is not None and held[0]() is source:
+            found.append(held[1])
+    return found
 
 
 def register_page_key(key: str, widget) -> None:
@@ -143,6 +167,7 @@ def record_of(result, figure, entry: PageEntry) -> runs.RunRecord:
         explanation=explanation.markdown if explanation is not None else "",
         explanation_source=explanation.source if explanation is not None else "",
         calls=[origin.call] if origin is not None and origin.call is not None else [],
+        parents=parents_of(origin),
         timings={"compute_s": origin.seconds} if origin is not None else {},
         title=f"{entry.title}: {type(result).__name__}")
 
@@ -154,6 +179,7 @@ def save(result, figure, key: str, entry: PageEntry) -> None:
         st.session_state[key + ".saved"] = ("error", str(error))
         return
     st.session_state[key + ".saved"] = ("ok", saved.id)
+    note_saved(result, saved.content_hash)
     configured = secrets()
     if wandb_enabled(configured):  # off, and invisible, without wandb and a key
         problem = log_run(saved, configured)

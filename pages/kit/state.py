@@ -33,6 +33,7 @@ class Keys:
     GROQ_LEVEL = "ai.level"
     ORIGINS = "kit.origins"
     PAGE_KEYS = "kit.page_keys"
+    SAVED_RUNS = "kit.saved_runs"
 
 
 def remembered(widget, label: str, key: str, default, **kwargs):
