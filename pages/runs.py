@@ -20,6 +20,7 @@ from pages.kit.runs import run_store
 
 P = "runs."
 ALL = "All"
+NOTHING = ""  # "compare with nothing"
 
 
 def stamp(seconds: float) -> str:
@@ -175,13 +176,13 @@ labels = {run.id: f"{stamp(run.created_at)} · {run.title} · {run.model_name}" 
 ids = list(labels)
 chosen = kit.remembered(st.selectbox, "Open", P + "open", ids[0], options=ids,
                         format_func=labels.get)
-other = kit.remembered(st.selectbox, "Compare with", P + "compare", None,
-                       options=[None, *[i for i in ids if i != chosen]],
-                       format_func=lambda i: "(nothing)" if i is None else labels[i])
+other = kit.remembered(st.selectbox, "Compare with", P + "compare", NOTHING,
+                       options=[NOTHING, *[i for i in ids if i != chosen]],
+                       format_func=lambda i: labels.get(i, "(nothing)"))
 try:
     opened = store.open(chosen)
     actions(store, opened, labels)
-    if other is None:
+    if other == NOTHING:
         show_run(store, opened, P + "open")
     else:
         show_comparison(store.compare(chosen, other))

@@ -77,7 +77,7 @@ def test_the_runs_page_compares_two_runs_and_deletes_one(store_location):
     changes = next(t for t in tables if "setting" in t.columns)
     assert changes["setting"].tolist() == ["patching.layer"]
 
-    app.selectbox(key="runs.compare.widget").set_value(None).run()
+    app.selectbox(key="runs.compare.widget").set_value("").run()
     [delete] = [b for b in app.button if b.label == "Delete run"]
     delete.click().run()
     assert not problems(app), problems(app)
