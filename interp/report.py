@@ -17,13 +17,12 @@ import time
 from collections.abc import Callable, Sequence
 
 from interp.errors import CorruptRunError
+from interp.reproduce import Reproduction, reproduce
 from interp.runs import (
-    Reproduction,
     RunRecord,
     SavedRun,
     record_fields,
     record_from_fields,
-    reproduce,
     table_rows,
     tensors_to_bytes,
 )
