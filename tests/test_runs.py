@@ -298,6 +298,15 @@ def test_the_record_keeps_options_and_figures_as_json(location):
     assert saved.record.timings == {"compute_s": 1.5}
 
 
+def test_the_sqlite_store_is_in_wal_mode(tmp_path):
+    """Read with Python's own sqlite3, not through the store."""
+    import sqlite3
+
+    RunStore(tmp_path / "runs.sqlite").save(make_record("wal"))
+    with sqlite3.connect(tmp_path / "runs.sqlite") as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
 def test_the_default_store_lives_under_the_user_data_directory(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     monkeypatch.delenv("WORKBENCH_RUNS_URL", raising=False)
