@@ -67,7 +67,8 @@ def call_text(call) -> str:
     module, _, name = call.function.partition(":")
     parts = [argument(v) for v in call.args] + [f"{k}={argument(v)}" for k, v in
                                                  call.kwargs.items()]
-    return f"{module}.{name}({', '.join(parts)})"
+    made = f"{module}.{name}({', '.join(parts)})"
+    return f"{made}.{call.part}" if call.part else made
 
 
 def embedded_record(run: SavedRun) -> dict:

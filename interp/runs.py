@@ -84,11 +84,13 @@ class ModelRef:
 @dataclass(frozen=True)
 class Call:
     """One `interp` call that made (part of) a run, in a form that can be made again: the
-    function as "module:qualname" and its arguments, a model argument as {"$model": name}."""
+    function as "module:qualname" and its arguments, a model argument as {"$model": name};
+    `part`: the field of its result that the run holds (dotted, "" for the whole result)."""
 
     function: str
     args: tuple = ()
     kwargs: Mapping = field(default_factory=dict)
+    part: str = ""
 
 
 @dataclass(frozen=True)
@@ -334,7 +336,8 @@ def record_fields(record: RunRecord) -> dict:
         "figures": list(record.figures), "explanation": record.explanation,
         "explanation_source": record.explanation_source, "summary": json_safe(record.summary),
         "timings": json_safe(record.timings), "versions": dict(record.versions),
-        "calls": [{"function": c.function, "args": list(c.args), "kwargs": dict(c.kwargs)}
+        "calls": [{"function": c.function, "args": list(c.args), "kwargs": dict(c.kwargs),
+                   "part": c.part}
                   for c in record.calls],
         "parents": list(record.parents), "title": record.title,
     }
@@ -360,7 +363,8 @@ def record_from_fields(fields: Mapping, tensors: Mapping[str, torch.Tensor],
             explanation_source=str(fields.get("explanation_source", "")),
             summary=dict(fields.get("summary", {})), timings=dict(fields.get("timings", {})),
             versions=dict(fields.get("versions", {})),
-            calls=tuple(Call(c["function"], tuple(c.get("args", ())), dict(c.get("kwargs", {})))
+            calls=tuple(Call(c["function"], tuple(c.get("args", ())), dict(c.get("kwargs", {})),
+                             str(c.get("part", "")))
                         for c in fields.get("calls", ())),
             parents=tuple(fields.get("parents", ())), title=str(fields.get("title", "")))
     except (KeyError, TypeError, AttributeError) as error:

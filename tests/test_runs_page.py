@@ -7,6 +7,8 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+from interp.models import load_model
+from interp.reproduce import reproduce
 from interp.runs import ModelRef, RunRecord, RunStore
 from pages.kit import DEFAULT_PROMPT, Keys
 from tests.conftest import APP_PATH
@@ -108,6 +110,13 @@ def test_a_run_saved_from_a_saved_result_records_it_as_its_parent(store_location
     assert rollout.record.parents == (patterns.content_hash,)
     assert patterns.record.parents == ()
     assert [step.run.id for step in store.lineage(rollout.id)] == [patterns.id]
+    # The patterns are one part of run_attention's result: the run records that part, so
+    # making the call again compares the same tensors.
+    (call,) = patterns.record.calls
+    assert (call.function, call.part) == ("interp.attention:run_attention", "patterns")
+    outcome = reproduce(patterns.record, load_model=lambda name: load_model(name, device="cpu"))
+    assert outcome.reproduced and outcome.compared >= 1, outcome.differences
+    assert rollout.record.calls == ()  # computed from a result, not from a model: not re-run
     app.switch_page("pages/runs.py").run()
     app.selectbox(key="runs.open.widget").set_value(rollout.id).run()
     assert any("Built from" in c.value for c in app.caption)

@@ -62,12 +62,14 @@ def note_origin(origins: dict, result, fn: Callable, args: tuple, kwargs: Mappin
                     weak(model) if model is not None else lambda: None, seconds, time.time(),
                     tuple(weak(a) for a in args if dataclasses.is_dataclass(a)
                           and not isinstance(a, type)))
-    parts = [result]
-    if dataclasses.is_dataclass(result):
-        parts += [getattr(result, f.name) for f in dataclasses.fields(result)
-                  if dataclasses.is_dataclass(getattr(result, f.name))]
-    for part in parts:
-        origins[id(part)] = (weak(part), origin)
+    origins[id(result)] = (weak(result), origin)
+    if dataclasses.is_dataclass(result):  # a run of one part records which part it holds
+        for item in dataclasses.fields(result):
+            part = getattr(result, item.name)
+            if dataclasses.is_dataclass(part) and not isinstance(part, type):
+                call = (dataclasses.replace(origin.call, part=item.name)
+                        if origin.call is not None else None)
+                origins[id(part)] = (weak(part), dataclasses.replace(origin, call=call))
     for key in [key for key, (held, _) in origins.items() if held() is None]:
         del origins[key]
     while len(origins) > ORIGINS_KEPT:
