@@ -26,6 +26,7 @@ from pages.kit import (
     model_options,
 )
 from pages.kit.ai import sidebar_controls as ai_sidebar_controls
+from pages.kit.links import apply_shared_link
 
 apply_torch_threads(Settings.from_env(st.secrets if st.secrets.load_if_toml_exists() else None))
 st.set_page_config(page_title="GPT-2 Interpretability Workbench", page_icon="🔬",
@@ -101,6 +102,7 @@ def sidebar(entry: PageEntry) -> None:
         ai_sidebar_controls()
 
 
+apply_shared_link(model_options())  # a shared link's model, prompt and options, once
 init_state()
 navigation = st.navigation([
     st.Page(entry.path, title=entry.title, icon=entry.icon, url_path=entry.url_path,

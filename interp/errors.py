@@ -77,3 +77,20 @@ class QueueWaitTooLongError(QueueFullError):
 class SAEFormatError(InterpError):
     """A sparse autoencoder folder or file can't be used: missing files or keys, wrong shapes, or
     a width that does not match the model's activations."""
+
+
+class RunStoreError(InterpError):
+    """The run store can't do what was asked: it can't be opened, it is read-only (written by a
+    newer version of the app), or a run or an import file is missing or unreadable."""
+
+
+class RunNotFoundError(RunStoreError):
+    """No saved run has this id (it was deleted, or saved to another store)."""
+
+
+class CorruptRunError(RunStoreError):
+    """A saved run, or a run file being imported, can't be read back (damaged or hand-edited)."""
+
+
+class RunStoreReadOnlyError(RunStoreError):
+    """The store was written by a newer schema than this app knows: it is read, never written."""

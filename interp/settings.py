@@ -103,6 +103,11 @@ class Settings:
     api_requests_per_minute: int = field(default=60, metadata={"parse": positive_int})
     api_max_body_kb: int = field(default=256, metadata={"parse": positive_int})
     api_workers: int = field(default=2, metadata={"parse": positive_int})
+    # Where saved runs are kept: a SQLAlchemy URL (e.g. one PostgreSQL for every replica) or a
+    # SQLite file path ("" = runs.sqlite under the user's data directory), and the size above
+    # which a run keeps its inputs, figures and summaries but not its raw tensors.
+    runs_url: str = field(default="", metadata={"parse": optional_text})
+    runs_size_cap_mb: float = field(default=50.0, metadata={"parse": positive_float})
 
     @property
     def queue_limits(self) -> QueueLimits:

@@ -12,11 +12,15 @@ seen to fail with the code broken the way the bug would break it.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Saved runs go to a store of this test session, never the user's own (app servers inherit it).
+os.environ.setdefault("WORKBENCH_RUNS_URL", str(Path(tempfile.mkdtemp(prefix="workbench-runs-"))
+                                                / "runs.sqlite"))
 
 import pytest  # noqa: E402
 

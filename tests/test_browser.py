@@ -47,6 +47,7 @@ from bench.browser import (
     wait_until_idle,
 )
 from pages.common import PAGES, default_model_key
+from tests.runs_support import seed_saved_run
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -76,6 +77,7 @@ def app_url(chromium_path):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for old in ARTIFACTS.glob("*.png"):
         old.unlink()
+    seed_saved_run()  # the Runs page opens it, with its figure
     try:
         with app_server(sys.executable, ARTIFACTS / "streamlit.log") as (url, _process):
             yield url
@@ -103,6 +105,17 @@ def sidebar_problems(page, entry) -> list[str]:
             for what in shown if shown[what] != wanted[what]]
 
 
+def saved_run_drawn(main) -> bool:
+    """The Runs page opens the newest saved run (one is seeded) and draws its figure."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        main.locator(".js-plotly-plot").first.wait_for(state="visible", timeout=15_000)
+    except PlaywrightTimeout:
+        return False
+    return True
+
+
 def visit(page, url: str, name: str, model_expected: bool) -> list[str]:
     """Open one page, wait for its run to end, check it and save a screenshot named `name`."""
     page.goto(url, wait_until="domcontentloaded")
@@ -124,6 +137,8 @@ def visit(page, url: str, name: str, model_expected: bool) -> list[str]:
     if icon.startswith(("http://", "https://")) and "127.0.0.1" not in icon:
         problems.append(f"{name}: the page icon is fetched from {icon} (fails offline)")
     problems += layout_problems(page, name)
+    if name == "runs" and not saved_run_drawn(main):
+        problems.append("runs: the saved run opened without its figure")
     expected_text = PAGE_TEXT.get(name)
     if expected_text and expected_text not in main.inner_text():
         problems.append(f"{name}: {expected_text!r} not shown")

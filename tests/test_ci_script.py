@@ -27,6 +27,7 @@ if [ "$1 $2" = "-m pytest" ]; then
     echo "HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-}"
     echo "TRANSFORMERS_OFFLINE=${TRANSFORMERS_OFFLINE:-}"
     echo "WORKBENCH_REQUIRE_BROWSER=${WORKBENCH_REQUIRE_BROWSER:-}"
+    echo "WORKBENCH_REQUIRE_POSTGRES=${WORKBENCH_REQUIRE_POSTGRES:-}"
   } > "$STUB_RECORD"
   exit "${STUB_PYTEST_EXIT:-0}"
 fi
@@ -73,11 +74,15 @@ def stub_repo(tmp_path):
 def run_ci(repo: Path, pytest_exit: int, ci: bool) -> tuple[subprocess.CompletedProcess, dict]:
     record = repo / "record.txt"
     env = {key: value for key, value in os.environ.items()
-           if key not in ("CI", "WORKBENCH_REQUIRE_BROWSER", "HF_HUB_OFFLINE",
-                          "TRANSFORMERS_OFFLINE")}
-    # An executable that exists, so the script never reaches for apt-get here.
+           if key not in ("CI", "WORKBENCH_REQUIRE_BROWSER", "WORKBENCH_REQUIRE_POSTGRES",
+                          "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    # Executables that exist (a browser, PostgreSQL's initdb), so the script never reaches for
+    # apt-get here.
+    postgres_bin = repo / "postgres-bin"
+    postgres_bin.mkdir(exist_ok=True)
+    shutil.copy(shutil.which("true"), postgres_bin / "initdb")
     env.update(STUB_RECORD=str(record), STUB_PYTEST_EXIT=str(pytest_exit),
-               WORKBENCH_CHROMIUM=shutil.which("bash"))
+               WORKBENCH_CHROMIUM=shutil.which("bash"), WORKBENCH_POSTGRES_BIN=str(postgres_bin))
     if ci:
         env["CI"] = "true"
     result = subprocess.run(["bash", ".ci/run", "-k", "something"], cwd=repo, env=env,
@@ -93,6 +98,7 @@ def test_ci_run_runs_pytest_offline_with_ra_and_requires_the_browser_under_ci(st
     assert recorded["args"].split() == ["-ra", "-k", "something"]
     assert recorded["HF_HUB_OFFLINE"] == "1" and recorded["TRANSFORMERS_OFFLINE"] == "1"
     assert recorded["WORKBENCH_REQUIRE_BROWSER"] == "1"
+    assert recorded["WORKBENCH_REQUIRE_POSTGRES"] == "1"
     assert "pytest" in result.stdout and "total" in result.stdout  # the phase timings
 
 
@@ -100,6 +106,7 @@ def test_ci_run_lets_the_browser_test_skip_outside_ci(stub_repo):
     result, recorded = run_ci(stub_repo, pytest_exit=0, ci=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert recorded["WORKBENCH_REQUIRE_BROWSER"] == ""
+    assert recorded["WORKBENCH_REQUIRE_POSTGRES"] == ""
 
 
 @pytest.mark.parametrize("pytest_exit", [1, 5])

@@ -12,11 +12,14 @@ from streamlit.testing.v1 import AppTest
 
 from pages.kit import COMPARE_MODELS, DEFAULT_PROMPT, PAGES, Keys
 from tests.conftest import APP_PATH
+from tests.runs_support import seed_saved_run
 
 TIMEOUT = 120
 
 
 def open_page(entry, **state) -> AppTest:
+    if entry.url_path == "runs":
+        seed_saved_run()
     app = AppTest.from_file(APP_PATH, default_timeout=TIMEOUT)
     app.session_state[Keys.MODEL] = "demo"
     app.session_state[Keys.MODEL_B] = "demo"

@@ -45,6 +45,14 @@ def require_app_shell() -> None:
     the navigation script switches back to it once navigation is set up.
     """
     if st.session_state.get(Keys.SHELL_READY):
+        from pages.kit.links import share_control, show_notices
+        from pages.kit.registry import page_in_stack
+
+        page = page_in_stack(direct=True)  # the page's own call, at its top: once per run
+        if page is not None:
+            show_notices()
+            with st.sidebar:
+                share_control(page)
         return
     target = page_for_url(st.context.url)
     st.session_state[Keys.DEEP_LINK] = target.path if target else None

@@ -13,6 +13,7 @@ inputs. Streamlit's own calls are wrapped here: `interp` is handed plain callabl
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -27,6 +28,7 @@ from interp.errors import AnalysisCancelledError, InterpError
 from interp.model_queue import QueueLimits, QueueState
 from interp.models import LoadedModel
 from interp.settings import Settings
+from pages.kit.runs import note_origin, session_origins
 from pages.kit.state import Keys
 
 JOBS = "kit.queue.jobs"
@@ -120,12 +122,13 @@ def run_in_turn(key: str, signature, start: bool, fn: Callable, *args) -> None:
         else:
             mine = False
     if mine:
-        run_job(job, key, results, jobs, fn, args)
+        run_job(job, key, results, jobs, fn, args, session_origins())
     else:
         follow(job)
 
 
-def run_job(job: Job, key: str, results: dict, jobs: dict, fn: Callable, args: tuple) -> None:
+def run_job(job: Job, key: str, results: dict, jobs: dict, fn: Callable, args: tuple,
+            origins: dict) -> None:
     session = session_id()
     display = Display()
 
@@ -147,8 +150,10 @@ def run_job(job: Job, key: str, results: dict, jobs: dict, fn: Callable, args: t
                                   models=[a for a in args if isinstance(a, LoadedModel)]):
             job.report(0.0, "Starting ...")
             display.draw(job)
+            started = time.perf_counter()
             result = fn(*args, progress=progress)
-        results[key] = (job.signature, result)  # a plain dict: no Streamlit call here
+        results[key] = (job.signature, result)  # plain dicts: no Streamlit call here
+        note_origin(origins, result, fn, args, None, time.perf_counter() - started)
     except BaseException as error:
         job.error = error
         raise

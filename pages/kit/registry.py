@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,9 @@ PAGES: tuple[PageEntry, ...] = (
               "Which heads, MLPs and connections carry the task, and how faithfully?",
               "circuits", uses_prompt=False, compare_modes=(COMPARE_MODELS,),
               main_action="Find circuit"),
+    PageEntry("pages/runs.py", "Runs", ":material/history:",
+              "Which experiments have been kept, how do two of them differ, and can they be "
+              "shared?", "runs", uses_prompt=False, compare_modes=()),
 )
 
 
@@ -89,6 +93,25 @@ def current_page(view: Callable | None = None) -> PageEntry:
             return found
     path = st.session_state.get(Keys.PAGE)
     return next((entry for entry in PAGES if entry.path == path), PAGES[0])
+
+
+def page_in_stack(direct: bool = False) -> PageEntry | None:
+    """The registered page whose file is running the calling code (walks the call stack): the
+    kit's helpers use it to tell which page drew them, with or without the app's shell.
+    `direct`: only when the page itself called the function that asks."""
+    files = {str((ROOT / entry.path).resolve()): entry for entry in PAGES}
+    frame = sys._getframe(2 if direct else 1)
+    while frame is not None:
+        found = files.get(frame.f_code.co_filename)
+        if found is not None or direct:
+            return found
+        frame = frame.f_back
+    return None
+
+
+def running_page() -> PageEntry:
+    """The page being drawn: found on the call stack, else the one the app shell noted."""
+    return page_in_stack() or current_page()
 
 
 def compare_mode(entry: PageEntry) -> str | None:

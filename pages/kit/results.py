@@ -15,6 +15,7 @@ from interp.figures import CaptionedFigure, CaptionedTable, figure_for
 from pages.kit import queue
 from pages.kit.ai import ai_panel
 from pages.kit.models import show_error
+from pages.kit.runs import save_run_button
 from pages.kit.state import Keys, last_result, stale_notice
 
 Progress = Callable[[float, str], None]
@@ -74,7 +75,7 @@ def metric_row(values: Mapping[str, str]) -> None:
 def export_buttons(result, shown: CaptionedFigure | CaptionedTable | None, key: str, name: str | None = None,
                    json_extra: Mapping | None = None, csv_options: Mapping | None = None) -> None:
     """One Export menu: JSON, CSV where the result is tabular, .npz where it registers arrays,
-    Plotly HTML where it has a figure.
+    Plotly HTML where it has a figure, and "Save run" (`pages.kit.runs`).
     Each file is built only when its button is clicked (Streamlit calls `data` then)."""
     name = name or (shown.name if shown is not None else type(result).__name__.lower())
     json_extra, csv_options = dict(json_extra or {}), dict(csv_options or {})
@@ -94,6 +95,8 @@ def export_buttons(result, shown: CaptionedFigure | CaptionedTable | None, key: 
             st.download_button("Plotly HTML", data=lambda: export.figure_to_html(shown.figure),
                                file_name=f"{name}.html", mime="text/html", key=f"{key}.html",
                                on_click="ignore")
+        save_run_button(result, shown.figure if isinstance(shown, CaptionedFigure) else None,
+                        key)
 
 
 def explanation_of(result, key: str, **context) -> explaining.Explanation:

@@ -3,6 +3,7 @@ results kept under a signature of their inputs, and the "these results are stale
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import pandas as pd
@@ -30,12 +31,24 @@ class Keys:
     GROQ_MODEL = "ai.groq_model"
     GROQ_MODEL_TYPED = "ai.groq_model_typed"
     GROQ_LEVEL = "ai.level"
+    ORIGINS = "kit.origins"
+    PAGE_KEYS = "kit.page_keys"
+    SAVED_RUNS = "kit.saved_runs"
 
 
 def remembered(widget, label: str, key: str, default, **kwargs):
     """A widget whose value outlives page switches: Streamlit drops a widget's state when its
     page is not shown, so the value is also kept under `key` and the widget uses `key.widget`."""
+    from pages.kit.links import link_value, show_notices  # both build on this module
+    from pages.kit.runs import register_page_key
+
     widget_key = key + ".widget"
+    register_page_key(key, widget)
+    found, linked = link_value(key, default, kwargs.get("options"), kwargs.get("min_value"),
+                               kwargs.get("max_value"))
+    if found:
+        st.session_state[key] = st.session_state[widget_key] = linked
+    show_notices()
     st.session_state.setdefault(key, default)
     st.session_state.setdefault(widget_key, st.session_state[key])
     options = kwargs.get("options")
@@ -102,8 +115,12 @@ def run_and_remember(key: str, signature, fn: Callable, *args, **kwargs):
     stored = results.get(key)
     if stored is not None and stored[0] == signature:
         return stored[1]
+    from pages.kit.runs import note_origin, session_origins  # runs builds on this module
+
+    started = time.perf_counter()
     result = fn(*args, **kwargs)
     results[key] = (signature, result)
+    note_origin(session_origins(), result, fn, args, kwargs, time.perf_counter() - started)
     return result
 
 
