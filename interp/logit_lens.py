@@ -428,6 +428,7 @@ class DLAResult:
 
 
 def component_names(n_layers: int, n_heads: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The labels and kinds of every DLA component, in the order DLA reports them."""
     labels, kinds = ["token embedding", "position embedding"], ["embedding", "embedding"]
     for layer in range(n_layers):
         labels += [f"L{layer}H{head}" for head in range(n_heads)] + [f"L{layer} attention bias"]
@@ -546,6 +547,7 @@ DLA_CAVEATS = (
 
 
 def fmt(value: float) -> str:
+    """A number to four significant digits."""
     return f"{value:.4g}"
 
 

@@ -160,6 +160,7 @@ def span_positions(model, text: str, start: int, end: int) -> tuple[int, ...]:
 
 
 def differing_positions(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
+    """The positions where two equally long id sequences differ."""
     return tuple(i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y)
 
 
@@ -170,6 +171,7 @@ def shown_ids(model, ids: Sequence[int]) -> str:
 
 def same_length_or_explain(model, clean_ids: Sequence[int], corrupted_ids: Sequence[int],
                            advice: str) -> None:
+    """Refuse a clean/corrupted pair of different token counts, showing both tokenizations and `advice`."""
     if len(clean_ids) != len(corrupted_ids):
         bos = model.tokenizer.bos_token_id
         counted = (f", counting the start token {model.display_tokens([bos])[0]} the "
@@ -280,6 +282,7 @@ def noun_looks_plural(noun: str) -> bool | None:
 
 
 def match_case(model_word: str, word: str) -> str:
+    """`word` capitalised like `model_word`."""
     return word[:1].upper() + word[1:] if model_word[:1].isupper() else word
 
 
@@ -538,6 +541,7 @@ def one_token_names(model, names: Sequence[str] = IOI_NAMES) -> list[str]:
 
 
 def check_template(template: str) -> None:
+    """Refuse an IOI template without the {A}, {B} and {S} placeholders."""
     for placeholder in ("{A}", "{B}", "{S}"):
         if placeholder not in template:
             raise InvalidPromptError(
@@ -583,6 +587,7 @@ def ioi_prompts(model, n: int, seed: int = 0, templates: Sequence[str] = IOI_TEM
 
 
 def ioi_corrupted_text(prompt: IOIPrompt, corruption: str, third: str) -> str:
+    """The corrupted text of an IOI prompt under `corruption` (swap or third name)."""
     a, b = (prompt.io, prompt.s) if prompt.order == "ABBA" else (prompt.s, prompt.io)
     repeated = prompt.io if corruption == "swap" else third
     return prompt.template.format(A=a, B=b, S=repeated, place=prompt.place, obj=prompt.obj)
@@ -686,6 +691,7 @@ class KnownFact:
 
 
 def capitalized(text: str) -> str:
+    """`text` with its first letter upper-case."""
     return text[:1].upper() + text[1:]
 
 

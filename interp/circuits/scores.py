@@ -79,6 +79,7 @@ class EdgeScores:
 
 def scores_result(data: CircuitData, method: str, scores: torch.Tensor, graph: EdgeGraph,
                   clean_value: float, corrupted_value: float, ig_steps: int = 1) -> EdgeScores:
+    """Wrap a [sender, receiver, pos] score tensor as `EdgeScores`, zeroing edges the graph does not have."""
     scores = torch.where(graph.valid[:, :, None].to(scores.device), scores, 0.0)
     return EdgeScores(
         model_name=data.model_name, task_name=data.task_name, method=method,
@@ -164,6 +165,7 @@ def integrated_scores(weights: Gpt2Weights, data: CircuitData, steps: int,
 
 
 def single_edge_masks(graph: EdgeGraph, edges: Sequence[tuple[int, int, int]]) -> torch.Tensor:
+    """One boolean mask [sender, receiver, pos] per edge, with only that edge set."""
     masks = torch.zeros((len(edges), graph.n_senders, graph.n_receivers, graph.n_pos),
                         dtype=torch.bool)
     for row, (s, r, p) in enumerate(edges):

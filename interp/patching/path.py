@@ -40,6 +40,7 @@ from interp.patching.runs import (
 
 
 def check_receivers(receivers, receiver_input: str, n_layers: int, n_heads: int) -> tuple:
+    """Validate path-patching receivers: `resid_final`, or (layer, head) pairs in range."""
     if isinstance(receivers, str):
         if receivers != FINAL_RESIDUAL:
             raise InvalidOptionError(
@@ -133,6 +134,7 @@ def frozen_heads_hooks(sender_layer: int, heads: Sequence[int], up_to_layer: int
 @torch.no_grad()
 def path_to_final(model, sender_layer: int, heads: Sequence[int], receiving: dict, source: dict,
                   n_prompts: int, score) -> torch.Tensor:
+    """Path-patched metric scores of `heads` of one sender layer through the final residual stream only."""
     n_layers = model.info.n_layers
     hooks = frozen_heads_hooks(sender_layer, heads, n_layers, receiving, source, n_prompts)
     hidden = receiving[hook_name("resid_pre", sender_layer)].repeat(len(heads), 1, 1)

@@ -313,11 +313,13 @@ def check_heads_exist(heads: Sequence[tuple[int, int]], n_layers: int, n_heads: 
 
 
 def check_direction(direction: str) -> None:
+    """Refuse a patching direction other than denoising or noising."""
     if direction not in DIRECTIONS:
         raise invalid_choice("patching direction", direction, DIRECTIONS)
 
 
 def check_metric_for(metric: PatchingMetric, inputs: PatchingInputs, model) -> None:
+    """Refuse a metric that does not fit the inputs (type, prompt count, vocabulary)."""
     if not isinstance(metric, PatchingMetric):
         raise InvalidOptionError(
             "The metric must be a PatchingMetric: use logit_diff_metric, correct_prob_metric or "
@@ -339,11 +341,13 @@ def check_metric_for(metric: PatchingMetric, inputs: PatchingInputs, model) -> N
 
 
 def check_batch_size(batch_size: int | None) -> None:
+    """Refuse a batch size that is not a positive integer or None."""
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
         raise InvalidOptionError(f"batch_size must be a positive whole number or None, not {batch_size!r}.")
 
 
 def normalize(values: torch.Tensor, clean_value: float, corrupted_value: float) -> torch.Tensor:
+    """(values - corrupted) / (clean - corrupted); NaN everywhere when clean equals corrupted."""
     gap = clean_value - corrupted_value
     if gap == 0:
         return torch.full_like(values, float("nan"))

@@ -58,6 +58,7 @@ def noise_hook(model, inputs: PatchingInputs):
 
 
 def corrupted_run_tokens(inputs: PatchingInputs) -> torch.Tensor:
+    """The tokens of the corrupted run: the corrupted prompts, or the clean ones when noise corrupts them."""
     return inputs.corrupted_tokens if inputs.noise is None else inputs.clean_tokens
 
 
@@ -81,6 +82,7 @@ def cached_run(model, tokens: torch.Tensor, names: Sequence[str], extra_hooks=()
 
 
 def canonical_hook_name(model, name: str) -> str:
+    """The bridge's own name of a hook point given by any of its aliases."""
     return model.bridge.hook_dict[name].name
 
 
@@ -129,6 +131,7 @@ def selectors(site: str, granularity: str, n_heads: int, n_pos: int) -> list[tup
 
 
 def result_shape(granularity: str, n_layers: int, n_heads: int, n_pos: int) -> tuple[int, ...]:
+    """The shape of a sweep's values for `granularity`."""
     return {"layer": (n_layers,), "layer_pos": (n_layers, n_pos), "head": (n_layers, n_heads),
             "head_pos": (n_layers, n_heads, n_pos)}[granularity]
 
@@ -239,6 +242,7 @@ class Runs:
 
 
 def baseline_runs(model, inputs: PatchingInputs, metric: PatchingMetric, names: Sequence[str]) -> Runs:
+    """The clean and corrupted runs a sweep starts from: caches at `names`, logits and metric values."""
     clean_logits, clean_cache = cached_run(model, inputs.clean_tokens, names)
     noise_hooks = (noise_hook(model, inputs),) if inputs.noise is not None else ()
     corrupted_logits, corrupted_cache = cached_run(model, corrupted_run_tokens(inputs), names,
@@ -256,10 +260,12 @@ def tokens_per_pass(batch_size: int | None, n_pos: int) -> int:
 
 
 def chunks(items: Sequence, size: int) -> list[Sequence]:
+    """`items` in consecutive slices of at most `size`."""
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
 def run_options(inputs: PatchingInputs, sequences_per_pass: int) -> dict:
+    """The options a result records about how it ran (batch size, and the noise if any)."""
     options = {"batch_size": sequences_per_pass}
     if inputs.noise is not None:
         options["noise"] = {"positions": list(inputs.noise.positions), "scale": inputs.noise.scale,

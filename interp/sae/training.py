@@ -115,6 +115,7 @@ def torch_threads(threads: int | None) -> Iterator[None]:
 
 
 def learning_rate_at(step: int, config: TrainingConfig) -> float:
+    """The learning rate at `step`: linear warm-up, constant, then linear decay over the last fifth."""
     warm = min(1.0, (step + 1) / max(config.warmup_steps, 1))
     decay_start = int(config.steps * 0.8)
     decay = 1.0 if step < decay_start else max(0.0, (config.steps - step) /
