@@ -108,3 +108,9 @@ def test_ci_run_fails_when_tests_fail_or_none_are_collected(stub_repo, pytest_ex
     assert result.returncode == pytest_exit
     if pytest_exit == 5:
         assert "collected no tests" in result.stdout
+
+
+def test_ci_run_checks_the_code_with_ruff_before_the_tests():
+    text = CI_RUN.read_text()
+    ruff = text.index(".venv/bin/python -m ruff check .")
+    assert ruff < text.index(".venv/bin/python -m pytest"), "ruff runs before pytest"
