@@ -7,7 +7,7 @@ the same thing includes the constant instead of restating it, so the two cannot 
     ```{interp-text} interp.patching.results.EFFECT_MEANING
     ```
 
-A string becomes a paragraph; a dict becomes a list of `key`: text items.
+A string becomes a paragraph, a tuple of strings a list, a dict a list of `key`: text items.
 """
 
 from __future__ import annotations
@@ -33,12 +33,22 @@ def resolve(dotted: str):
     raise ValueError(f"no module in {dotted!r}")
 
 
+def plain(text) -> str:
+    return " ".join(str(text).split())
+
+
 def as_markdown(value) -> list[str]:
+    """A string as a paragraph; a tuple or list as bullets; a dict as `key`: text bullets, where
+    a value with a `description` (a registry entry) shows that."""
     if isinstance(value, str):
-        return [" ".join(value.split())]
+        return [plain(value)]
+    if isinstance(value, (tuple, list)) and all(isinstance(item, str) for item in value):
+        return [f"- {plain(item)}" for item in value]
     if isinstance(value, dict):
-        return [f"- `{key}`: {' '.join(str(text).split())}" for key, text in value.items()]
-    raise TypeError(f"interp-text shows a str or a dict, not {type(value).__name__}")
+        return [f"- `{key}`: {plain(getattr(text, 'description', text))}"
+                for key, text in value.items()]
+    raise TypeError(f"interp-text shows a str, a tuple of str or a dict, not "
+                    f"{type(value).__name__}")
 
 
 class InterpText(SphinxDirective):
