@@ -138,7 +138,7 @@ class RolloutResult(AttentionGraphResult):
     """Attention rollout [layer, query, key]: row q of layer l is how much of position q after
     layer l traces back to each input token (each row sums to 1)."""
 
-    rollout: torch.Tensor = None
+    rollout: torch.Tensor = None  # type: ignore[assignment]  # always given; a default only for field order
     meaning: str = ROLLOUT_MEANING
 
 
@@ -147,7 +147,7 @@ class FlowResult(AttentionGraphResult):
     """Attention flow [query, key]: the max-flow from input token k to position q at the last
     layer, through the residual-augmented attention graph of every layer."""
 
-    flow: torch.Tensor = None
+    flow: torch.Tensor = None  # type: ignore[assignment]  # always given; a default only for field order
     meaning: str = FLOW_MEANING
 
 

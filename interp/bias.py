@@ -511,7 +511,7 @@ PROBE_CAVEATS = (
 def template_probe_csv(result: TemplateProbeResult) -> bytes:
     """One row per template, group and target, then the comparisons."""
     header = ["template", "group", "target", "log_prob", "prob", "n_tokens"]
-    rows = [(template, group, target, result.log_probs[i, g, t], float(np.exp(result.log_probs[i, g, t])),
+    rows: list[tuple] = [(template, group, target, result.log_probs[i, g, t], float(np.exp(result.log_probs[i, g, t])),
              int(result.n_tokens[g, t]))
             for i, template in enumerate(result.templates)
             for g, group in enumerate(result.groups)

@@ -121,7 +121,7 @@ def arrays_to_npz(arrays: Mapping[str, object], metadata: Mapping | None = None)
     if metadata is not None:
         named["metadata"] = np.array(json.dumps(plain(metadata), ensure_ascii=False))
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **named)
+    np.savez_compressed(buffer, **named)  # type: ignore[arg-type]  # numpy types **kwds as bool
     return buffer.getvalue()
 
 

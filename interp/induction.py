@@ -325,7 +325,7 @@ class CircuitPath:
     def best_control(self) -> tuple[tuple[tuple[int, int], ...], float] | None:
         if not self.control_shares:
             return None
-        best = max(self.control_shares, key=self.control_shares.get)
+        best = max(self.control_shares, key=lambda senders: self.control_shares[senders])
         return best, self.control_shares[best]
 
 

@@ -252,7 +252,7 @@ def check_causal_tracing(model) -> KnownResult:
     inputs, metric = task_inputs(model, task, "correct_prob")
     result = patch(model, inputs, metric, site="resid_pre", granularity="layer_pos",
                    direction="denoising")
-    last_subject = max(task.noise_positions)
+    last_subject = max(task.noise_positions or (0,))  # a noise task: positions are set
     restored = result.effect[:, last_subject]
     best = int(torch.nan_to_num(restored, nan=-torch.inf).argmax())
     profile = ", ".join(f"L{layer} {float(v):.2f}" for layer, v in enumerate(restored))

@@ -679,7 +679,7 @@ def boot_bridge(plan: LoadPlan, device: str):
     return bridge, n_params
 
 
-def unreadable_weights(error: BaseException) -> bool:
+def unreadable_weights(error: BaseException | None) -> bool:
     """True for a weights file that is damaged or not plain tensors (never load those unsafely)."""
     import pickle
 

@@ -109,12 +109,12 @@ def task_inputs(model, task: PatchingTask, metric: str = "logit_diff",
     clean = torch.tensor(task.clean_token_ids, dtype=torch.long)
     if task.uses_noise:
         inputs = PatchingInputs(clean_tokens=clean, noise=NoiseCorruption(
-            positions=task.noise_positions, scale=task.noise_scale, seed=noise_seed))
+            positions=task.noise_positions or (), scale=task.noise_scale, seed=noise_seed))
     else:
         inputs = PatchingInputs(clean_tokens=clean, corrupted_tokens=torch.tensor(
             task.corrupted_token_ids, dtype=torch.long))
     if metric == "logit_diff":
-        chosen = logit_diff_metric(task.correct_ids, task.wrong_ids)
+        chosen = logit_diff_metric(task.correct_ids, task.wrong_ids or ())  # has one: checked above
     elif metric == "correct_prob":
         chosen = correct_prob_metric(task.correct_ids)
     else:
@@ -480,7 +480,7 @@ def verb_curves_from(model, task: PatchingTask, correct: PatchingResult,
                    task.n_tokens - 1)
     return VerbCurves(
         model_name=model.name, tokens=correct.tokens, correct_verb=task.correct_answers[0],
-        wrong_verb=task.wrong_answers[0], correct_prob=correct.values.detach().clone(),
+        wrong_verb=(task.wrong_answers or ("",))[0], correct_prob=correct.values.detach().clone(),
         wrong_prob=wrong.values.detach().clone(),
         clean_probs=(correct.clean_value, wrong.clean_value),
         corrupted_probs=(correct.corrupted_value, wrong.corrupted_value),
@@ -789,7 +789,7 @@ def fact_task(model, prompt: str = DEFAULT_FACTS[0].prompt, answer: str = DEFAUL
             + (f" (whose answer is {wrong!r})" if wrong else "") +
             "; patching shows which activations carry the subject's fact to the last position."),
         corrupted_prompts=(corrupted.text,), corrupted_token_ids=(corrupted.token_ids,),
-        wrong_answers=(wrong,) if wrong else None, wrong_ids=(wrong_id,) if wrong else None,
+        wrong_answers=(wrong,) if wrong else None, wrong_ids=(wrong_id,) if wrong and wrong_id is not None else None,
         warnings=tuple(warnings), **common)
 
 

@@ -121,8 +121,8 @@ def order_curves(evaluate: TargetEvaluator, bridge, token_ids: Sequence[int],
     values = evaluate(bridge, masked_rows(token_ids, torch.stack(masks), positions, replacement_id))
     if values.dim() == 2:
         values = values.sum(-1)
-    values = values.view(len(orders), 2, n + 1).tolist()
-    return [OrderCurves(tuple(deletion), tuple(insertion)) for deletion, insertion in values]
+    curves = values.view(len(orders), 2, n + 1).tolist()
+    return [OrderCurves(tuple(deletion), tuple(insertion)) for deletion, insertion in curves]
 
 
 def mean_curve(curves: Sequence[Sequence[float]]) -> tuple[float, ...]:

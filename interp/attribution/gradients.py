@@ -39,7 +39,7 @@ GRADIENT_PASS_BYTES = 512 * 2**20
 # Stands for "the baseline vector here" in the ids the IG forward function receives.
 BASELINE_SLOT = -1
 
-Hooks = list[tuple[str, Callable]]
+Hooks = Sequence[tuple[str, Callable]]
 
 
 def layer_choices(model) -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
@@ -45,7 +45,7 @@ class AttributionResult:
     target: AttributionTarget
     target_value: float | None
     baseline_value: float | None
-    extras: Mapping[str, object] = field(default_factory=dict)
+    extras: Mapping[str, Any] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     options: Mapping[str, object] = field(default_factory=dict)
 
@@ -204,4 +204,5 @@ def continuation_result(model, token_ids: tuple[int, ...], target: AttributionTa
 
 
 def summed(values: Sequence[float | None]) -> float | None:
-    return None if any(v is None for v in values) else float(sum(values))
+    present = [v for v in values if v is not None]
+    return None if len(present) < len(values) else float(sum(present))

@@ -66,6 +66,7 @@ def circuit_data(model, task: PatchingTask, metric: str = "logit_diff") -> Circu
             "Circuits need a corrupted prompt for every clean one; this task corrupts with noise. "
             "Choose subject corruption (fact recall) or another task.")
     inputs, chosen = task_inputs(model, task, metric)
+    assert inputs.corrupted_tokens is not None  # noise tasks were refused above
     ids = inputs.clean_tokens[0].tolist()
     return CircuitData(model.name, task.name, inputs.clean_tokens, inputs.corrupted_tokens,
                        chosen, tuple(model.display_tokens(ids)), task.position_roles)

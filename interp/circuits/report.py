@@ -43,7 +43,7 @@ def graph_json(view: CircuitView) -> bytes:
 
 @register_csv(CircuitView)
 def circuit_csv(view: CircuitView) -> bytes:
-    rows = [("edge", s, r, p, w) for s, r, p, w in circuit_edges(view)]
+    rows: list[tuple] = [("edge", s, r, p, w) for s, r, p, w in circuit_edges(view)]
     rows += [("node", name, "", "", value) for name, value in node_effects(view).items()]
     return table_to_csv(("kind", "sender / node", "receiver", "position", "score / effect"), rows)
 

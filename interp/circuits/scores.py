@@ -160,6 +160,7 @@ def integrated_scores(weights: Gpt2Weights, data: CircuitData, steps: int,
         scores = part if scores is None else scores + part
         del out, grads, inputs, values
     clean_value = float(pair_metric(data.metric, clean_logits, None).mean())
+    assert scores is not None  # at least one chunk of steps ran
     return scores_result(data, "eap_ig" if steps > 1 else "eap", scores, graph, clean_value,
                          corrupted_value, ig_steps=steps)
 

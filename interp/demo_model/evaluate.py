@@ -230,8 +230,10 @@ def induction_eval(
     the 2nd to k-th repeated words (the 1st repeated word cannot be known in advance)."""
     spans = corpus.induction_spans("test", n, seed=1)
     seqs = [encode_with_bos(runner.tokenizer, corpus.induction_text(s)) for s in spans]
-    correct = total = 0
-    first_half_correct = first_half_total = 0
+    correct: float = 0
+    total = 0
+    first_half_correct: float = 0
+    first_half_total = 0
     for span, seq, logits in zip(spans, seqs, _full_logits(runner, seqs, hooks), strict=True):
         k = len(span)
         if len(seq) != 2 * k + 1:
@@ -272,7 +274,7 @@ def bias_eval(runner: Runner, hooks: Sequence[Hook] = ()) -> dict[str, Any]:
     err_given = max(
         abs(given[pr][o] - corpus.planted_occupation_given_pronoun(pr)[o])
         for pr in ("she", "he")
-        for o in occs  # type: ignore[arg-type]
+        for o in occs
     )
     return {
         "she_ratio": she_ratio,

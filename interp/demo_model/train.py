@@ -50,7 +50,7 @@ def build_model(vocab_size: int, bos_id: int) -> GPT2LMHeadModel:
         attn_pdrop=0.0,
         bos_token_id=bos_id,
         eos_token_id=bos_id,
-        **ARCH,
+        **ARCH,  # type: ignore[arg-type]  # the config's keywords are typed one by one
     )
     config._attn_implementation = "eager"
     return GPT2LMHeadModel(config)

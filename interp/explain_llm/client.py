@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import groq
 import httpx
@@ -115,8 +116,8 @@ def retryable(error: Exception) -> bool:
         error.status_code == 429 or error.status_code >= 500)
 
 
-def with_retries(call: Callable[[], object], settings: LLMSettings, key: ApiKey,
-                 sleep: Callable[[float], None]) -> object:
+def with_retries(call: Callable[[], Any], settings: LLMSettings, key: ApiKey,
+                 sleep: Callable[[float], None]) -> Any:
     """`call()`, retried on 429 and 5xx: after `retry-after` when the server sends one (giving up
     at once when it asks for more than `max_retry_wait_s`), else after a doubling backoff."""
     attempt = 0
@@ -127,7 +128,7 @@ def with_retries(call: Callable[[], object], settings: LLMSettings, key: ApiKey,
         except groq.GroqError as error:
             if not retryable(error) or attempt > settings.max_retries:
                 raise typed_error(error, settings, key, attempt) from None
-            wait = retry_after(error.response)
+            wait = retry_after(error.response)  # type: ignore[attr-defined]  # retryable(): an APIStatusError
             if wait is None:
                 wait = settings.backoff_s * 2 ** (attempt - 1)
             if wait > settings.max_retry_wait_s:

@@ -195,6 +195,7 @@ class ExplanationStream:
         """The final explanation (reads the rest of the stream first if it is not done)."""
         for _ in self._iterator:
             pass
+        assert self._result is not None  # the stream sets it before it ends
         return self._result
 
 

@@ -200,7 +200,9 @@ def known_facts(explanation: Explanation, tokens: Iterable[str] = (), prompt: st
     and quoted tokens inside labels), the facts' numbers and the numbers its text states, the
     result's tokens, and the prompt, summary and method description a quote may come from.
     The facts' `site` says whether a layer's MLP or attention block is part of the result."""
-    strings, values, components = set(), [], set()
+    strings: set[str] = set()
+    values: list[float] = []
+    components: set[tuple] = set()
     for value in walk(explanation.facts):
         if isinstance(value, bool) or value is None:
             continue

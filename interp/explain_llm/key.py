@@ -52,7 +52,7 @@ class ApiKey:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ApiKey) and hmac.compare_digest(self._value, other._value)
 
-    __hash__ = None  # a key is no dictionary key: its hash would outlive it in caches
+    __hash__ = None  # type: ignore[assignment]  # a key is no dictionary key: its hash would outlive it in caches
 
     def __reduce_ex__(self, protocol):
         raise TypeError("An API key is never pickled (caches and exports must not hold it).")

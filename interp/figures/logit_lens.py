@@ -75,7 +75,7 @@ def lens_table(result: LensResult, position: int) -> pd.DataFrame:
     """The top-k of every row at `position` as a table."""
     records = []
     for row, layer in enumerate(result.layers):
-        record = {"layer": layer}
+        record: dict[str, object] = {"layer": layer}
         for rank, (tok, prob) in enumerate(top_list(result, row, position), start=1):
             record[f"top {rank}"] = f"{tok} ({probability_label(prob)})"
         record["entropy (nats)"] = round(float(result.entropy[row, position]), 4)

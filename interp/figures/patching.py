@@ -212,7 +212,7 @@ def task_prompts(task: PatchingTask) -> CaptionedTable:
     caption = md_escape(task.description)
     if task.uses_noise:
         caption += (f" Corrupted run: noise of {task.noise_scale:g}x the embeddings' spread on "
-                    f"positions {', '.join(map(str, task.noise_positions))}.")
+                    f"positions {', '.join(map(str, task.noise_positions or ()))}.")
     return CaptionedTable(pd.DataFrame(task_table(task)), caption, "patching_task")
 
 

@@ -170,6 +170,7 @@ class PatchingInputs:
         """
         if self.noise is not None:
             return min(self.noise.positions)
+        assert self.corrupted_tokens is not None  # inputs have corrupted tokens or noise
         differs = (self.clean_tokens != self.corrupted_tokens).any(dim=0)
         changed = torch.nonzero(differs).flatten()
         return int(changed[0]) if changed.numel() else self.n_positions
@@ -255,10 +256,8 @@ class PatchingResult:
         shape = self.normalized.shape
         rows = []
         for flat_index in order.tolist():
-            index = torch.unravel_index(torch.tensor(flat_index), shape)
-            index = [int(i) for i in index]
-            rows.append((self.label(index), float(self.effect[tuple(index)]),
-                         float(self.values[tuple(index)])))
+            index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat_index), shape))
+            rows.append((self.label(index), float(self.effect[index]), float(self.values[index])))
         return rows
 
 
@@ -367,6 +366,7 @@ def metric_from_logits(metric: PatchingMetric, logits: torch.Tensor,
     log_probs = torch.log_softmax(logits.float(), dim=-1)
     if metric.name == "correct_prob":
         return log_probs[:, prompt_index, correct].exp()
+    assert clean_log_probs is not None  # KL to clean: make_scorer passes the clean run's
     clean = clean_log_probs.unsqueeze(0)
     return (clean.exp() * (clean - log_probs)).sum(-1)
 

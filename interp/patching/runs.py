@@ -38,6 +38,7 @@ def hook_name(site: str, layer: int) -> str:
 def noise_hook(model, inputs: PatchingInputs):
     """A forward hook on the token embeddings adding the seeded noise of `inputs.noise`."""
     noise = inputs.noise
+    assert noise is not None  # only noise-corrupted inputs get this hook
     bridge = model.bridge
     embed_std = float(bridge.W_E.float().std())
     generator = torch.Generator().manual_seed(int(noise.seed))
@@ -59,7 +60,10 @@ def noise_hook(model, inputs: PatchingInputs):
 
 def corrupted_run_tokens(inputs: PatchingInputs) -> torch.Tensor:
     """The tokens of the corrupted run: the corrupted prompts, or the clean ones when noise corrupts them."""
-    return inputs.corrupted_tokens if inputs.noise is None else inputs.clean_tokens
+    if inputs.noise is not None:
+        return inputs.clean_tokens
+    assert inputs.corrupted_tokens is not None  # inputs have corrupted tokens or noise
+    return inputs.corrupted_tokens
 
 
 def cached_run(model, tokens: torch.Tensor, names: Sequence[str], extra_hooks=()):
@@ -102,11 +106,11 @@ def make_scorer(model, metric: PatchingMetric, clean_log_probs: torch.Tensor | N
         offset = (b_u[correct] - b_u[wrong]) if b_u is not None else torch.zeros(n_prompts)
         direction, offset = direction.to(w_u.device), offset.to(w_u.device)
 
-        def score(last_resid: torch.Tensor) -> torch.Tensor:
+        def direct_score(last_resid: torch.Tensor) -> torch.Tensor:
             normalized = bridge.ln_final(last_resid.unsqueeze(1))[:, 0]
             normalized = normalized.view(-1, n_prompts, normalized.shape[-1])
             return (normalized * direction).sum(-1) + offset
-        return score
+        return direct_score
 
     def score(last_resid: torch.Tensor) -> torch.Tensor:
         normalized = bridge.ln_final(last_resid.unsqueeze(1))
@@ -217,6 +221,7 @@ class Runs:
 
     def scored_by(self, metric: PatchingMetric) -> Runs:
         """The same runs with `metric`'s per-prompt values (no new forward pass)."""
+        assert self.clean_last_logits is not None and self.corrupted_last_logits is not None
         return replace(
             self, clean_scores=metric_from_logits(metric, self.clean_last_logits,
                                                   self.clean_log_probs)[0].cpu(),
@@ -266,7 +271,7 @@ def chunks(items: Sequence, size: int) -> list[Sequence]:
 
 def run_options(inputs: PatchingInputs, sequences_per_pass: int) -> dict:
     """The options a result records about how it ran (batch size, and the noise if any)."""
-    options = {"batch_size": sequences_per_pass}
+    options: dict[str, object] = {"batch_size": sequences_per_pass}
     if inputs.noise is not None:
         options["noise"] = {"positions": list(inputs.noise.positions), "scale": inputs.noise.scale,
                             "seed": inputs.noise.seed}

@@ -97,15 +97,16 @@ def check_staircase(model) -> StaircaseVerdict:
         for p in patches:
             first = p.first_changed(first_corrupted)
             fast.append(staircase_pass(model, [p], corrupted_cache, clean_cache, 1, logits_at,
-                                       first)[0])
+                                       first)[0])  # type: ignore[arg-type]  # its patches change a position
             reference.append(hooked_logits(model, [p], corrupted, clean_cache, 1)[0])
     except Exception as error:  # any failure of the re-implementation means: don't use it
         return StaircaseVerdict(False, float("nan"), float("nan"),
                                 f"the staircase engine failed its self-check "
                                 f"({type(error).__name__}: {error})")
-    fast, reference = torch.stack(fast).float().cpu(), torch.stack(reference).float().cpu()
-    difference = float((fast - reference).abs().max())
-    scale = float(reference.abs().max())
+    fast_logits = torch.stack(fast).float().cpu()
+    reference_logits = torch.stack(reference).float().cpu()
+    difference = float((fast_logits - reference_logits).abs().max())
+    scale = float(reference_logits.abs().max())
     trusted = difference <= RELATIVE_TOLERANCE * scale
     note = (f"staircase self-check: max |staircase - hooked| = {difference:.3g} of max |logit| "
             f"{scale:.3g} (tolerance {RELATIVE_TOLERANCE:g} x): "
