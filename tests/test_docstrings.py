@@ -2,8 +2,7 @@
 
 Public: a name without a leading underscore in a module's namespace, defined in that module (a
 name imported from elsewhere is checked where it is defined). The test lists every one lacking
-a docstring, so a new function without one fails with its name. Names written before this test
-and not yet documented are listed in tests/docstring_backlog.txt, which may only shrink.
+a docstring, so a new function without one fails with its name.
 """
 
 from __future__ import annotations
@@ -11,16 +10,8 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
-from pathlib import Path
 
 import interp
-
-BACKLOG = Path(__file__).with_name("docstring_backlog.txt")
-
-
-def backlog() -> set[str]:
-    return {line.strip() for line in BACKLOG.read_text().splitlines()
-            if line.strip() and not line.startswith("#")}
 
 
 def interp_modules() -> list:
@@ -53,13 +44,5 @@ def test_undocumented_finds_a_function_and_a_class_without_docstrings(tmp_path, 
 
 
 def test_every_public_function_and_class_has_a_docstring():
-    missing = {name for module in interp_modules() for name in undocumented(module)}
-    new = sorted(missing - backlog())
-    assert not new, f"{len(new)} public names without a docstring:\n" + "\n".join(new)
-
-
-def test_the_backlog_lists_only_names_still_lacking_one():
-    missing = {name for module in interp_modules() for name in undocumented(module)}
-    done = sorted(backlog() - missing)
-    assert not done, ("documented (or gone) since: delete them from tests/docstring_backlog.txt:\n"
-                      + "\n".join(done))
+    missing = [name for module in interp_modules() for name in undocumented(module)]
+    assert not missing, f"{len(missing)} public names without a docstring:\n" + "\n".join(missing)

@@ -109,6 +109,7 @@ def register_method(name: str, description: str,
 
 
 def method_spec(method: str) -> MethodSpec:
+    """The registered method of this name; refuses unknown names, listing the valid ones."""
     if method not in ATTRIBUTION_METHODS:
         raise invalid_choice("attribution method", method, sorted(ATTRIBUTION_METHODS))
     return ATTRIBUTION_METHODS[method]
@@ -123,6 +124,7 @@ def method_options(method: str) -> dict[str, object]:
 
 
 def check_options(method: str, options: Mapping[str, object]) -> None:
+    """Refuse options that the method's function does not take, listing the ones it does."""
     parameters = inspect.signature(method_spec(method).function).parameters.values()
     if any(p.kind is p.VAR_KEYWORD for p in parameters):
         return  # the method checks its own options
@@ -204,5 +206,6 @@ def continuation_result(model, token_ids: tuple[int, ...], target: AttributionTa
 
 
 def summed(values: Sequence[float | None]) -> float | None:
+    """The sum of the values, or None when any of them is None."""
     present = [v for v in values if v is not None]
     return None if len(present) < len(values) else float(sum(present))

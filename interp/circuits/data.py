@@ -85,6 +85,7 @@ def split_pairs(n_pairs: int) -> tuple[list[int], list[int]]:
 
 
 def check_gradient_metric(metric: PatchingMetric) -> None:
+    """Refuse a metric whose gradient EAP and EAP-IG cannot use (KL to clean)."""
     if metric.name not in GRADIENT_METRICS:
         raise InvalidOptionError(
             f"Gradient estimators (EAP, EAP-IG) need a metric whose gradient is informative: "

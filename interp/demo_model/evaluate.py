@@ -174,6 +174,7 @@ def ioi_logit_diffs(
 
 
 def ioi_eval(runner: Runner, hooks: Sequence[Hook] = (), n: int = N_IOI) -> dict[str, float]:
+    """IOI accuracy and logit difference on the held-out test prompts."""
     prompts = corpus.ioi_prompts("test", n, seed=1)
     logits = last_logits(runner, [p.text for p in prompts], hooks)
     io_ids = _ids(runner, [p.io for p in prompts])
@@ -198,6 +199,7 @@ def agreement_diffs(
 def agreement_eval(
     runner: Runner, hooks: Sequence[Hook] = (), n: int = N_AGREEMENT
 ) -> dict[str, float]:
+    """Subject-verb agreement accuracy and logit difference on the held-out test prompts."""
     prompts = corpus.agreement_prompts("test", n, seed=1)
     diffs = agreement_diffs(runner, prompts, hooks)
     mismatch = torch.tensor([p.attractor_mismatch for p in prompts])
@@ -211,6 +213,7 @@ def agreement_eval(
 
 
 def fact_eval(runner: Runner, hooks: Sequence[Hook] = ()) -> dict[str, float]:
+    """Fact-recall accuracy on the test facts."""
     prompts = corpus.fact_prompts("test")
     logits = last_logits(runner, [p.text for p in prompts], hooks)
     answers = _ids(runner, [p.answer for p in prompts])
@@ -420,6 +423,7 @@ def random_other_heads(others: Sequence[Head], k: int, seed: int) -> list[Head]:
 
 
 def summary_lines(metrics: dict[str, Any]) -> list[str]:
+    """A human-readable summary of the evaluation metrics, a line per task."""
     ioi, agr, fact, ind, bias = (
         metrics[k] for k in ("ioi", "agreement", "facts", "induction", "bias")
     )

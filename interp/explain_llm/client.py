@@ -55,6 +55,7 @@ def reasoning_options(model: str) -> dict:
 
 
 def strip_thinking(text: str) -> str:
+    """A reply with any reasoning (thinking) sections removed."""
     return THINKING.sub("", text).strip()
 
 
@@ -78,11 +79,13 @@ def retry_after(response: httpx.Response | None) -> float | None:
 
 
 def one_line(text: str, key: ApiKey) -> str:
+    """`text` on one line, the key redacted, cut to a short length."""
     line = " ".join(key.redact(str(text)).split())
     return line if len(line) <= MAX_DETAIL_CHARS else line[:MAX_DETAIL_CHARS - 1] + "…"
 
 
 def server_detail(error: groq.APIStatusError, key: ApiKey) -> str:
+    """The message of a refused request's error body, the key redacted."""
     body = error.body
     message = body.get("message") if isinstance(body, dict) else None
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
@@ -112,6 +115,7 @@ def typed_error(error: Exception, settings: LLMSettings, key: ApiKey, attempts: 
 
 
 def retryable(error: Exception) -> bool:
+    """Whether an error is worth retrying: a rate limit (429) or a server error (5xx)."""
     return isinstance(error, groq.APIStatusError) and (
         error.status_code == 429 or error.status_code >= 500)
 
@@ -139,11 +143,13 @@ def with_retries(call: Callable[[], Any], settings: LLMSettings, key: ApiKey,
 
 
 def make_client(settings: LLMSettings, key: ApiKey) -> groq.Groq:
+    """A Groq client for these settings that does no retries of its own."""
     return groq.Groq(api_key=key.reveal(), base_url=settings.base_url, max_retries=0,
                      timeout=httpx.Timeout(settings.timeout_s))
 
 
 def request_options(request: LLMRequest, settings: LLMSettings) -> dict:
+    """The chat-completion request's arguments for these settings."""
     return dict(model=settings.model, messages=request.messages(),
                 max_completion_tokens=settings.max_completion_tokens,
                 temperature=settings.temperature, **reasoning_options(settings.model))

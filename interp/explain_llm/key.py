@@ -76,6 +76,7 @@ class ResolvedKey:
 
 def secret_value(secrets: Mapping | None) -> str | None:
     # Streamlit's secrets raise (FileNotFoundError, KeyError) when no secrets file exists.
+    """GROQ_API_KEY from Streamlit's secrets, or None when there are no secrets or no such entry."""
     if secrets is None:
         return None
     try:

@@ -76,6 +76,7 @@ def probe_patches(model, first_corrupted: int, n_pos: int) -> list[Patch]:
 
 
 def check_staircase(model) -> StaircaseVerdict:
+    """Whether the fast staircase engine agrees with plain hooked runs on this model."""
     if not supports(model, STAIRCASE):
         return StaircaseVerdict(False, float("nan"), float("nan"),
                                 f"{model.info.architecture} blocks are not GPT-2's: the "
