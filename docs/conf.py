@@ -30,6 +30,7 @@ extensions = [
     "openapi_schema",
     "plain_docstrings",
     "interp_text",
+    "interp_captions",
 ]
 
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}

@@ -36,6 +36,9 @@ def test_the_site_builds_with_warnings_as_errors(tmp_path):
     assert "Path patching (Wang et al. 2022)" in library
     patching_guide = (html / "guides" / "patching.html").read_text()
     assert "the patch restores the clean answer fully" in patching_guide
+    # The captions the app writes, computed on the demo model while the site was built.
+    assert "patched at all positions at once" in patching_guide
+    assert "as if the model stopped there" in (html / "guides" / "logit-lens.html").read_text()
     assert not (html / "wip").exists()
 
 
