@@ -20,11 +20,13 @@ TANH_GELU = ("gelu_new", "gelu_pytorch_tanh")
 
 
 class FusedTanhGELU(torch.nn.Module):
+    """GPT-2's tanh-approximated GELU as one fused torch kernel (one saved input for backward)."""
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.gelu(x, approximate="tanh")
 
 
 def uses_tanh_gelu(model) -> bool:
+    """Whether the model's Hugging Face config uses a tanh-approximated GELU."""
     config = getattr(getattr(model.bridge, "original_model", None), "config", None)
     return getattr(config, "activation_function", None) in TANH_GELU
 

@@ -138,7 +138,7 @@ class RolloutResult(AttentionGraphResult):
     """Attention rollout [layer, query, key]: row q of layer l is how much of position q after
     layer l traces back to each input token (each row sums to 1)."""
 
-    rollout: torch.Tensor = None
+    rollout: torch.Tensor = None  # type: ignore[assignment]  # always given; a default only for field order
     meaning: str = ROLLOUT_MEANING
 
 
@@ -147,7 +147,7 @@ class FlowResult(AttentionGraphResult):
     """Attention flow [query, key]: the max-flow from input token k to position q at the last
     layer, through the residual-augmented attention graph of every layer."""
 
-    flow: torch.Tensor = None
+    flow: torch.Tensor = None  # type: ignore[assignment]  # always given; a default only for field order
     meaning: str = FLOW_MEANING
 
 
@@ -195,14 +195,17 @@ class FoundHead:
 
 
 def head_label(layer: int, head: int) -> str:
+    """A head's label, e.g. "L3H1"."""
     return f"L{layer}H{head}"
 
 
 def pattern_hook_name(layer: int) -> str:
+    """The hook name of layer `layer`'s attention pattern."""
     return f"blocks.{layer}.attn.hook_pattern"
 
 
 def value_hook_name(layer: int) -> str:
+    """The hook name of layer `layer`'s value vectors."""
     return f"blocks.{layer}.attn.hook_v"
 
 
@@ -398,6 +401,7 @@ def head_scores(model, repeat_length: int = DEFAULT_REPEAT_LENGTH, seed: int = D
 
 
 def passes(kind: str, value: float, threshold: float) -> bool:
+    """Whether a `kind` score passes `threshold` (at most it for the scores where low is notable, else at least it)."""
     return value <= threshold if kind in LOW_IS_NOTABLE else value >= threshold
 
 
@@ -508,6 +512,7 @@ from interp.explain import Explanation, md_escape, register_explainer  # noqa: E
 
 
 def result_metadata(result: AttentionResult) -> dict:
+    """The JSON metadata stored beside an `AttentionResult`'s arrays in its .npz export."""
     return {"model_name": result.model_name, "model_label": result.model_label,
             "prompt": result.prompt, "tokens": list(result.tokens),
             "token_ids": list(result.token_ids),
@@ -516,6 +521,7 @@ def result_metadata(result: AttentionResult) -> dict:
 
 @export.register_npz(AttentionResult)
 def attention_npz(result: AttentionResult) -> bytes:
+    """An `AttentionResult` as .npz bytes: patterns [layer, head, query, key], token ids, value norms if computed."""
     arrays = {"patterns": result.patterns, "token_ids": torch.tensor(result.token_ids)}
     if result.value_norms is not None:
         arrays["value_norms"] = result.value_norms
@@ -524,6 +530,7 @@ def attention_npz(result: AttentionResult) -> bytes:
 
 @export.register_npz(HeadScores)
 def head_scores_npz(scores: HeadScores) -> bytes:
+    """Every head score [layer, head] of `scores` as .npz bytes, one array per kind."""
     return export.arrays_to_npz({kind: scores.of(kind) for kind in SCORE_KINDS},
                                 {"model_name": scores.model_name, "sources": scores.sources,
                                  "sequence_ids": scores.sequence_ids,
@@ -539,6 +546,7 @@ def head_scores_csv(scores: HeadScores) -> bytes:
 
 @export.register_csv(HeadScoreTable)
 def head_table_csv(table: HeadScoreTable) -> bytes:
+    """The head-score table as CSV bytes."""
     return export.table_to_csv(table.header, table.rows)
 
 
@@ -553,6 +561,7 @@ ATTENTION_CAVEATS = (
 
 
 def score_lines(scores: HeadScores) -> tuple[list[str], dict]:
+    """The explanation's lines and facts about `scores`: per kind, the top head and the heads past the threshold."""
     found = notable_heads(scores)
     lines, facts = [], {}
     for kind in SCORE_KINDS:
@@ -570,6 +579,7 @@ def score_lines(scores: HeadScores) -> tuple[list[str], dict]:
 
 
 def kinds_by_head(scores: HeadScores) -> dict[str, list[str]]:
+    """Each notable head's label mapped to the score kinds it stands out on."""
     kinds: dict[str, list[str]] = {}
     for kind, heads in notable_heads(scores).items():
         for found in heads:

@@ -65,6 +65,7 @@ class ConfidenceTrace:
 
 
 def check_threshold(threshold: float) -> None:
+    """Refuse a low-confidence threshold outside (0, 1)."""
     if not 0 < threshold < 1:
         raise InvalidOptionError(f"The low-confidence threshold must be in (0, 1), not {threshold}.")
 
@@ -264,11 +265,13 @@ def repeated_ngram_share(token_ids: Sequence[int], n: int = REPEAT_NGRAM) -> flo
 
 
 def answer_prob(model, prompt: str, answer: str) -> float:
+    """The probability of " " + `answer` (all its tokens) after `prompt`."""
     return float(np.exp(continuation_log_probs(model, [(prompt, " " + answer)])[0].total))
 
 
 def check_case(model, case: FailureCase, generated_ids: Sequence[int]
                ) -> tuple[tuple[tuple[str, float], ...], bool, str]:
+    """The probabilities a failure case is judged by, whether it tripped, and the verdict's text."""
     if case.kind == "repetition":
         share = repeated_ngram_share(generated_ids)
         looped = share > REPETITION_LOOP_SHARE
@@ -294,6 +297,7 @@ def check_case(model, case: FailureCase, generated_ids: Sequence[int]
 
 
 def run_case(model, case: FailureCase, max_new_tokens: int) -> CaseOutcome:
+    """Run one failure case live: its greedy continuation and verdict."""
     from interp.generation import generate
 
     if case.kind not in FAILURE_KINDS:
@@ -357,6 +361,7 @@ from interp.export import register_csv, table_to_csv  # noqa: E402
 
 @register_csv(ConfidenceTrace)
 def confidence_csv(result: ConfidenceTrace) -> bytes:
+    """A confidence trace as CSV bytes, one row per token."""
     header = ["position", "token", "generated", "entropy_nats", "top1_token", "top1_prob",
               "token_prob", "low_confidence"]
     rows = [(i, token, i >= result.prompt_tokens, result.entropy[i], result.top1_tokens[i],
@@ -367,6 +372,7 @@ def confidence_csv(result: ConfidenceTrace) -> bytes:
 
 @register_explainer(ConfidenceTrace)
 def explain_confidence(result: ConfidenceTrace) -> Explanation:
+    """The offline explanation of a confidence trace: means, the least certain token, low-confidence spans."""
     least = int(np.argmin(result.top1_prob))
     spans = [" ".join(result.tokens[a:b]) for a, b in result.low_spans]
     lines = [f"Over {len(result.tokens)} tokens the mean entropy is "
@@ -390,6 +396,7 @@ def explain_confidence(result: ConfidenceTrace) -> Explanation:
 
 @register_csv(ConsistencyResult)
 def consistency_csv(result: ConsistencyResult) -> bytes:
+    """A consistency result as CSV bytes, one row per rewrite."""
     return table_to_csv(["rewrite", "answer", "answer_prob", "top1_token", "top1_prob"], [
         (r, result.answer, p, t, q) for r, p, t, q in zip(
             result.rewrites, result.answer_prob.tolist(), result.top1_tokens,
@@ -398,6 +405,7 @@ def consistency_csv(result: ConsistencyResult) -> bytes:
 
 @register_explainer(ConsistencyResult)
 def explain_consistency(result: ConsistencyResult) -> Explanation:
+    """The offline explanation of a consistency result: the answer's lowest and highest probability."""
     low, high = int(np.argmin(result.answer_prob)), int(np.argmax(result.answer_prob))
     lines = [f"P({md_escape(result.answer)}) ranges from {result.answer_prob[low]:.3f} "
              f"(rewrite {low + 1}: {md_escape(result.rewrites[low])}) to "
@@ -414,6 +422,7 @@ def explain_consistency(result: ConsistencyResult) -> Explanation:
 
 @register_csv(FailureCatalogueResult)
 def catalogue_csv(result: FailureCatalogueResult) -> bytes:
+    """The failure catalogue as CSV bytes, one row per case."""
     return table_to_csv(["case", "kind", "prompt", "continuation", "top1_token", "top1_prob",
                          "tripped", "verdict"], [
         (o.case.name, o.case.kind, o.case.prompt, o.continuation, o.top1_token, o.top1_prob,
@@ -422,6 +431,7 @@ def catalogue_csv(result: FailureCatalogueResult) -> bytes:
 
 @register_explainer(FailureCatalogueResult)
 def explain_catalogue(result: FailureCatalogueResult) -> Explanation:
+    """The offline explanation of the failure catalogue: which cases tripped and why."""
     tripped = [o for o in result.outcomes if o.failed]
     lines = [f"{len(tripped)} of {len(result.outcomes)} cases tripped the model.", ""]
     lines += [f"- **{md_escape(o.case.name)}** ({o.case.kind}): {md_escape(o.verdict)}"

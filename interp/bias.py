@@ -511,7 +511,7 @@ PROBE_CAVEATS = (
 def template_probe_csv(result: TemplateProbeResult) -> bytes:
     """One row per template, group and target, then the comparisons."""
     header = ["template", "group", "target", "log_prob", "prob", "n_tokens"]
-    rows = [(template, group, target, result.log_probs[i, g, t], float(np.exp(result.log_probs[i, g, t])),
+    rows: list[tuple] = [(template, group, target, result.log_probs[i, g, t], float(np.exp(result.log_probs[i, g, t])),
              int(result.n_tokens[g, t]))
             for i, template in enumerate(result.templates)
             for g, group in enumerate(result.groups)
@@ -524,6 +524,7 @@ def template_probe_csv(result: TemplateProbeResult) -> bytes:
 
 @register_explainer(TemplateProbeResult)
 def explain_template_probe(result: TemplateProbeResult) -> Explanation:
+    """The offline explanation of a template probe: its size and the largest group differences."""
     ranked = sorted(result.comparisons, key=lambda c: -abs(c.difference))
     lines = [f"{len(result.templates)} templates x {len(result.groups)} groups x "
              f"{len(result.targets)} targets; the scored word is the "
@@ -549,6 +550,7 @@ def explain_template_probe(result: TemplateProbeResult) -> Explanation:
 
 @register_csv(PairwiseLikelihoodResult)
 def pairwise_csv(result: PairwiseLikelihoodResult) -> bytes:
+    """A pairwise-likelihood result as CSV bytes, one row per sentence pair."""
     header = ["bias_type", "stereotype", "anti_stereotype", "stereotype_log_likelihood",
               "anti_stereotype_log_likelihood", "difference", "prefers_stereotype"]
     rows = [(p.bias_type, p.stereotype, p.anti_stereotype, s, a, s - a, bool(s > a))
@@ -559,6 +561,7 @@ def pairwise_csv(result: PairwiseLikelihoodResult) -> bytes:
 
 @register_explainer(PairwiseLikelihoodResult)
 def explain_pairwise(result: PairwiseLikelihoodResult) -> Explanation:
+    """The offline explanation of a pairwise-likelihood result: the share preferring the stereotype, per bias type."""
     summaries = result.by_type()
     lines = [f"Of {len(result.pairs)} sentence pairs ({md_escape(result.source)}), the model "
              f"gives the stereotypical sentence the higher log-likelihood in "
@@ -584,6 +587,7 @@ def explain_pairwise(result: PairwiseLikelihoodResult) -> Explanation:
 
 @register_csv(GroupToxicityResult)
 def group_toxicity_csv(result: GroupToxicityResult) -> bytes:
+    """A per-group toxicity result as CSV bytes, one row per group and continuation."""
     header = ["group", "seed", "continuation", *result.categories]
     rows = [(group, seed, text, *scores)
             for group, part in zip(result.groups, result.per_group, strict=True)
@@ -594,6 +598,7 @@ def group_toxicity_csv(result: GroupToxicityResult) -> bytes:
 
 @register_explainer(GroupToxicityResult)
 def explain_group_toxicity(result: GroupToxicityResult) -> Explanation:
+    """The offline explanation of a per-group toxicity result: groups ranked by mean score in the first category."""
     category = result.categories[0]
     rows = [(group, float(part.scores.column(category).mean()), part.share_above(category))
             for group, part in zip(result.groups, result.per_group, strict=True)]

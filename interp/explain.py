@@ -103,10 +103,12 @@ def number(value: float) -> str:
 
 
 def percent(value: float) -> str:
+    """A share as a percentage, or "n/a" when it is not finite."""
     return "n/a" if not math.isfinite(value) else f"{value:.0%}"
 
 
 def method_sentence(result: PatchingResult) -> str:
+    """The sentence that says how a patching result was made (direction, exact or attribution)."""
     how = ("copying the clean run's activation into the corrupted run, one component at a time "
            "(denoising)" if result.direction == "denoising" else
            "copying the corrupted run's activation into the clean run, one component at a time "
@@ -120,6 +122,7 @@ def method_sentence(result: PatchingResult) -> str:
 
 
 def caveats(result: PatchingResult, gap: float) -> list[str]:
+    """The caveats of a patching result: what its direction can and cannot show, and a small clean/corrupted gap."""
     notes = []
     if result.direction == "denoising":
         notes.append("Denoising finds components that are *sufficient* to bring the clean "
@@ -153,6 +156,7 @@ def caveats(result: PatchingResult, gap: float) -> list[str]:
 
 
 def agreement_lines(agreement: MethodAgreement) -> list[str]:
+    """Lines comparing attribution with exact patching: correlations, size ratio, the largest gaps."""
     r = agreement.pearson
     if not math.isfinite(r):
         return ["The correlation of attribution and exact patching is undefined here (one of "

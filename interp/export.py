@@ -86,6 +86,7 @@ def register_csv(result_type: type) -> Callable[[Callable[..., bytes]], Callable
 
 
 def has_csv(result) -> bool:
+    """Whether a CSV writer is registered for the result's type."""
     return CSV_WRITERS.find(result) is not None
 
 
@@ -103,6 +104,7 @@ def register_npz(result_type: type) -> Callable[[Callable[..., bytes]], Callable
 
 
 def has_npz(result) -> bool:
+    """Whether an .npz writer is registered for the result's type."""
     return NPZ_WRITERS.find(result) is not None
 
 
@@ -119,7 +121,7 @@ def arrays_to_npz(arrays: Mapping[str, object], metadata: Mapping | None = None)
     if metadata is not None:
         named["metadata"] = np.array(json.dumps(plain(metadata), ensure_ascii=False))
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **named)
+    np.savez_compressed(buffer, **named)  # type: ignore[arg-type]  # numpy types **kwds as bool
     return buffer.getvalue()
 
 
@@ -142,6 +144,7 @@ def matrix_csv(result: PatchingResult) -> bytes:
 
 @register_csv(RankedComponents)
 def ranked_csv(table: RankedComponents) -> bytes:
+    """A ranked-components table as CSV bytes."""
     return table_to_csv(table.header, table.rows)
 
 

@@ -32,6 +32,7 @@ class GeneratedToken:
 
 
 def check_sampling(max_new_tokens: int, temperature: float, top_p: float, n_ctx: int) -> None:
+    """Refuse sampling settings outside their ranges, saying which and why."""
     if not 1 <= max_new_tokens < n_ctx:
         raise InvalidOptionError(
             f"max_new_tokens must be between 1 and {n_ctx - 1} (the model's window is {n_ctx} "

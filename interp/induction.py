@@ -53,6 +53,7 @@ def longest_length(model) -> int:
 
 
 def check_length(model, length: int) -> None:
+    """Refuse a repeated-sequence length that does not fit the model's context twice."""
     longest = longest_length(model)
     if not isinstance(length, int) or not MIN_LENGTH <= length <= longest:
         raise InvalidOptionError(
@@ -89,6 +90,7 @@ def word_tokens(model, words: str) -> list[int]:
 
 
 def sequence_pool(model, source: str, words: str, length: int) -> list[int]:
+    """The token ids a random sequence is drawn from: the vocabulary, or the word list's single-token words."""
     if source not in SOURCES:
         raise invalid_choice("sequence source", source, SOURCES)
     if source == "vocabulary":
@@ -177,6 +179,7 @@ def induction_task(model, length: int = DEFAULT_LENGTH, n_sequences: int = DEFAU
 
 
 def sequence_length(task: PatchingTask) -> int:
+    """The length of an induction task's repeated sequence (refuses other tasks)."""
     if task.kind != "induction":
         raise InvalidOptionError(f"This needs an induction task, not a {task.kind} task.")
     return task.n_tokens // 2
@@ -249,6 +252,7 @@ def attention_scores(model, task: PatchingTask) -> tuple[torch.Tensor, torch.Ten
 
 
 def verdict(effect: float, score: float) -> str:
+    """A head's verdict from its patching effect and induction score against the thresholds."""
     carries, attends = abs(effect) >= EFFECT_THRESHOLD, score >= INDUCTION_SCORE_THRESHOLD
     if carries and attends:
         return "induction head"
@@ -321,7 +325,7 @@ class CircuitPath:
     def best_control(self) -> tuple[tuple[tuple[int, int], ...], float] | None:
         if not self.control_shares:
             return None
-        best = max(self.control_shares, key=self.control_shares.get)
+        best = max(self.control_shares, key=lambda senders: self.control_shares[senders])
         return best, self.control_shares[best]
 
 

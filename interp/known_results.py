@@ -149,12 +149,14 @@ def heads_among_top(scores: torch.Tensor, heads: Sequence[tuple[int, int]], top:
 
 
 def verdict_note(verdict: str, reason: str, real: bool) -> tuple[str, str]:
+    """A verdict and its reason; a pass on a model that is not real GPT-2 small becomes "differs"."""
     if verdict == PASSED and not real:
         return DIFFERS, reason + ", but this is not real GPT-2 small"
     return verdict, reason
 
 
 def check_head_scores(model, real: bool) -> list[KnownResult]:
+    """The induction, previous-token and duplicate-token head checks."""
     from interp.attention import head_scores
 
     # A model with a shorter window than GPT-2 gets the longest repeat that fits.
@@ -179,6 +181,7 @@ def check_head_scores(model, real: bool) -> list[KnownResult]:
 
 
 def ioi_tasks(model, corruption: str):
+    """One IOI task per template, with the given corruption."""
     from interp.patching_tasks import ioi_task
 
     return [ioi_task(model, n_prompts=IOI_PROMPTS_PER_TEMPLATE, corruption=corruption, seed=index,
@@ -200,6 +203,7 @@ def clean_logit_diff(model, tasks) -> float:
 
 
 def check_ioi(model, real: bool, progress: Progress | None) -> list[KnownResult]:
+    """The IOI checks: the logit difference, name movers and S-inhibition heads by path patching."""
     from interp.patching import patch_path
     from interp.patching_tasks import task_inputs
 
@@ -244,6 +248,7 @@ def check_ioi(model, real: bool, progress: Progress | None) -> list[KnownResult]
 
 
 def check_causal_tracing(model) -> KnownResult:
+    """Causal tracing of a fact: noise on the subject, restored per layer at its last token."""
     from interp.patching import patch
     from interp.patching_tasks import fact_task, task_inputs
 
@@ -252,7 +257,7 @@ def check_causal_tracing(model) -> KnownResult:
     inputs, metric = task_inputs(model, task, "correct_prob")
     result = patch(model, inputs, metric, site="resid_pre", granularity="layer_pos",
                    direction="denoising")
-    last_subject = max(task.noise_positions)
+    last_subject = max(task.noise_positions or (0,))  # a noise task: positions are set
     restored = result.effect[:, last_subject]
     best = int(torch.nan_to_num(restored, nan=-torch.inf).argmax())
     profile = ", ".join(f"L{layer} {float(v):.2f}" for layer, v in enumerate(restored))
@@ -266,6 +271,7 @@ def check_causal_tracing(model) -> KnownResult:
 
 
 def check_logit_lens(model) -> KnownResult:
+    """The answer's rank at each layer through the logit lens."""
     from interp.logit_lens import logit_lens, resolve_token
 
     answer = resolve_token(model, LENS_ANSWER, "answer")
@@ -312,6 +318,7 @@ def known_results(model, force: bool = False, progress: Progress | None = None) 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line: run every check on the model and print the table; exit status 0, 1 on an error, 2 when the model is refused."""
     parser = argparse.ArgumentParser(description="Reproduce published findings on GPT-2 small.")
     parser.add_argument("--model", default="gpt2", help="Hugging Face id or local folder")
     parser.add_argument("--force", action="store_true",

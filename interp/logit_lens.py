@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -274,7 +275,7 @@ def lens_of_ids(model, token_ids: Sequence[int], k: int = 5, track: Sequence[int
     unembed, bias = model.bridge.W_U, model.bridge.b_U
     n_rows, n_pos, _ = normed.shape
     block = max(1, ROWS_PER_BLOCK // max(n_rows - 1, 1))
-    parts: dict[str, list[torch.Tensor]] = {}
+    parts: dict[str, list] = {}  # a value is None in every block (no ranks) or in none
     tracked_tensor = torch.tensor(tracked, dtype=torch.long, device=normed.device)
     for start in range(0, n_pos, block):
         end = min(start + block, n_pos)
@@ -283,7 +284,7 @@ def lens_of_ids(model, token_ids: Sequence[int], k: int = 5, track: Sequence[int
             parts.setdefault(name, []).append(None if value is None else value.cpu())
         report(end / n_pos, f"Unembedding positions {start}-{end - 1} of {n_pos}")
     # Blocks are consecutive positions: the position axis is 0 for candidate_ids, else 1.
-    joined = {name: None if values[0] is None else
+    joined: dict[str, Any] = {name: None if values[0] is None else
               torch.cat(values, dim=0 if name == "candidate_ids" else 1)
               for name, values in parts.items()}
     shown_ids = sorted({*joined["top_ids"].unique().tolist(), *tracked, *ids})
@@ -342,7 +343,7 @@ def lens_block(normed: torch.Tensor, unembed: torch.Tensor, bias: torch.Tensor, 
 
         n_candidates = candidates.shape[1]
         all_log_probs = rows(watched_log_probs.float(), watched_final)
-        all_ranks = rows(early_ranks, final_ranks) if ranks else None
+        all_ranks = rows(early_ranks, final_ranks) if ranks else None  # type: ignore[arg-type]  # both set when ranks
         return {
             "top_ids": rows(stats.top_ids, final_top.indices),
             "top_log_probs": rows(top_log_probs.float(), final_top.values),
@@ -436,6 +437,7 @@ class DLAResult:
 
 
 def component_names(n_layers: int, n_heads: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The labels and kinds of every DLA component, in the order DLA reports them."""
     labels, kinds = ["token embedding", "position embedding"], ["embedding", "embedding"]
     for layer in range(n_layers):
         labels += [f"L{layer}H{head}" for head in range(n_heads)] + [f"L{layer} attention bias"]
@@ -554,6 +556,7 @@ DLA_CAVEATS = (
 
 
 def fmt(value: float) -> str:
+    """A number to four significant digits."""
     return f"{value:.4g}"
 
 

@@ -115,7 +115,7 @@ class ModelQueue:
         with self._condition:
             if self._running is ticket:
                 self._running = None
-                if ticket.owner is not None:
+                if ticket.owner is not None and ticket.started_at is not None:
                     self._durations.append(time.monotonic() - ticket.started_at)
             elif ticket in self._waiting:
                 self._waiting.remove(ticket)
@@ -184,7 +184,7 @@ class ModelQueue:
             return QueueState(ahead, None)
         typical = statistics.median(self._durations)
         left = 0.0
-        if running is not None:
+        if running is not None and running.started_at is not None:
             left = max(typical - (time.monotonic() - running.started_at), 0.0)
         return QueueState(ahead, left + waiting_ahead * typical)
 
@@ -202,6 +202,7 @@ class Analysis:
     def take_turn(self, queue: ModelQueue) -> None:
         """Wait for `queue`'s model; the turn lasts until the analysis ends."""
         ticket = queue.enter(self.owner, self.cancelled, self.on_wait, self.limits)
+        assert ticket is not None  # without a timeout, enter() returns only once the turn came
         self.turns.append((queue, ticket))
 
     def raise_if_cancelled(self) -> None:

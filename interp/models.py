@@ -384,6 +384,7 @@ class LoadedModel:
 
 
 def default_device() -> str:
+    """The default device: "cuda" when a GPU is available, else "cpu"."""
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
@@ -415,6 +416,7 @@ def hub_cached(repo_id: str) -> bool:
 
 
 def hub_offline() -> bool:
+    """Whether HF_HUB_OFFLINE is set to a true value."""
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
 
 
@@ -686,7 +688,7 @@ def boot_bridge(plan: LoadPlan, device: str):
     return bridge, n_params
 
 
-def unreadable_weights(error: BaseException) -> bool:
+def unreadable_weights(error: BaseException | None) -> bool:
     """True for a weights file that is damaged or not plain tensors (never load those unsafely)."""
     import pickle
 
@@ -728,6 +730,7 @@ def weights_device(bridge) -> torch.device:
 
 
 def model_info(bridge, n_params: int, plan: LoadPlan) -> ModelInfo:
+    """The `ModelInfo` of a loaded bridge: its shape, label, source and parameter count."""
     cfg = bridge.cfg
     architecture = type(bridge.original_model).__name__
     return ModelInfo(
@@ -739,5 +742,6 @@ def model_info(bridge, n_params: int, plan: LoadPlan) -> ModelInfo:
 
 
 def first_line(error: BaseException) -> str:
+    """The first line of an error's message, ending with a full stop."""
     text = str(error).strip().splitlines()
     return (text[0] if text else type(error).__name__).rstrip(".") + "."

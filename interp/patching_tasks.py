@@ -109,12 +109,12 @@ def task_inputs(model, task: PatchingTask, metric: str = "logit_diff",
     clean = torch.tensor(task.clean_token_ids, dtype=torch.long)
     if task.uses_noise:
         inputs = PatchingInputs(clean_tokens=clean, noise=NoiseCorruption(
-            positions=task.noise_positions, scale=task.noise_scale, seed=noise_seed))
+            positions=task.noise_positions or (), scale=task.noise_scale, seed=noise_seed))
     else:
         inputs = PatchingInputs(clean_tokens=clean, corrupted_tokens=torch.tensor(
             task.corrupted_token_ids, dtype=torch.long))
     if metric == "logit_diff":
-        chosen = logit_diff_metric(task.correct_ids, task.wrong_ids)
+        chosen = logit_diff_metric(task.correct_ids, task.wrong_ids or ())  # has one: checked above
     elif metric == "correct_prob":
         chosen = correct_prob_metric(task.correct_ids)
     else:
@@ -160,6 +160,7 @@ def span_positions(model, text: str, start: int, end: int) -> tuple[int, ...]:
 
 
 def differing_positions(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
+    """The positions where two equally long id sequences differ."""
     return tuple(i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y)
 
 
@@ -170,6 +171,7 @@ def shown_ids(model, ids: Sequence[int]) -> str:
 
 def same_length_or_explain(model, clean_ids: Sequence[int], corrupted_ids: Sequence[int],
                            advice: str) -> None:
+    """Refuse a clean/corrupted pair of different token counts, showing both tokenizations and `advice`."""
     if len(clean_ids) != len(corrupted_ids):
         bos = model.tokenizer.bos_token_id
         counted = (f", counting the start token {model.display_tokens([bos])[0]} the "
@@ -280,6 +282,7 @@ def noun_looks_plural(noun: str) -> bool | None:
 
 
 def match_case(model_word: str, word: str) -> str:
+    """`word` capitalised like `model_word`."""
     return word[:1].upper() + word[1:] if model_word[:1].isupper() else word
 
 
@@ -477,7 +480,7 @@ def verb_curves_from(model, task: PatchingTask, correct: PatchingResult,
                    task.n_tokens - 1)
     return VerbCurves(
         model_name=model.name, tokens=correct.tokens, correct_verb=task.correct_answers[0],
-        wrong_verb=task.wrong_answers[0], correct_prob=correct.values.detach().clone(),
+        wrong_verb=(task.wrong_answers or ("",))[0], correct_prob=correct.values.detach().clone(),
         wrong_prob=wrong.values.detach().clone(),
         clean_probs=(correct.clean_value, wrong.clean_value),
         corrupted_probs=(correct.corrupted_value, wrong.corrupted_value),
@@ -538,6 +541,7 @@ def one_token_names(model, names: Sequence[str] = IOI_NAMES) -> list[str]:
 
 
 def check_template(template: str) -> None:
+    """Refuse an IOI template without the {A}, {B} and {S} placeholders."""
     for placeholder in ("{A}", "{B}", "{S}"):
         if placeholder not in template:
             raise InvalidPromptError(
@@ -583,6 +587,7 @@ def ioi_prompts(model, n: int, seed: int = 0, templates: Sequence[str] = IOI_TEM
 
 
 def ioi_corrupted_text(prompt: IOIPrompt, corruption: str, third: str) -> str:
+    """The corrupted text of an IOI prompt under `corruption` (swap or third name)."""
     a, b = (prompt.io, prompt.s) if prompt.order == "ABBA" else (prompt.s, prompt.io)
     repeated = prompt.io if corruption == "swap" else third
     return prompt.template.format(A=a, B=b, S=repeated, place=prompt.place, obj=prompt.obj)
@@ -686,6 +691,7 @@ class KnownFact:
 
 
 def capitalized(text: str) -> str:
+    """`text` with its first letter upper-case."""
     return text[:1].upper() + text[1:]
 
 
@@ -783,7 +789,7 @@ def fact_task(model, prompt: str = DEFAULT_FACTS[0].prompt, answer: str = DEFAUL
             + (f" (whose answer is {wrong!r})" if wrong else "") +
             "; patching shows which activations carry the subject's fact to the last position."),
         corrupted_prompts=(corrupted.text,), corrupted_token_ids=(corrupted.token_ids,),
-        wrong_answers=(wrong,) if wrong else None, wrong_ids=(wrong_id,) if wrong else None,
+        wrong_answers=(wrong,) if wrong else None, wrong_ids=(wrong_id,) if wrong and wrong_id is not None else None,
         warnings=tuple(warnings), **common)
 
 

@@ -81,7 +81,8 @@ def save_random_detoxify(folder: str | Path, *, seed: int = 0, **shape: int) -> 
     vocab_path = folder / "vocab.txt"
     vocab_path.write_text("\n".join(bert_vocabulary(shape["vocab_size"])) + "\n")
     BertTokenizer(str(vocab_path), do_lower_case=True).save_pretrained(folder)
-    config = BertConfig(num_labels=len(DETOXIFY_CLASSES), **shape)
+    # transformers types its configs' keyword arguments one by one; **shape is checked above.
+    config = BertConfig(num_labels=len(DETOXIFY_CLASSES), **shape)  # type: ignore[arg-type, call-arg]
     config.save_pretrained(folder)
     torch.manual_seed(seed)
     model = BertForSequenceClassification(config)

@@ -37,6 +37,7 @@ def flag(value: object, name: str) -> bool:
 
 
 def positive_int(value: object, name: str) -> int:
+    """A setting's value as a positive integer, or an error naming the setting."""
     try:
         number = int(str(value).strip())
     except ValueError:
@@ -47,6 +48,7 @@ def positive_int(value: object, name: str) -> int:
 
 
 def positive_float(value: object, name: str) -> float:
+    """A setting's value as a positive number, or an error naming the setting."""
     try:
         number = float(str(value).strip())
     except ValueError:

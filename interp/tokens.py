@@ -83,6 +83,7 @@ def display_token(tokenizer, token_id: int) -> str:
 
 
 def display_tokens(tokenizer, token_ids: Sequence[int]) -> list[str]:
+    """Each token of `token_ids` as shown on screen."""
     return [display_token(tokenizer, int(t)) for t in token_ids]
 
 

@@ -110,6 +110,7 @@ def standard_checkpoint_cached(model_type: str) -> bool:
 
 
 def check_local_checkpoint(source: ClassifierSource) -> None:
+    """Refuse a local Detoxify checkpoint that is not a file or has no config folder."""
     if not Path(source.checkpoint).is_file():
         raise ClassifierUnavailableError(
             f"The toxicity checkpoint {source.checkpoint} ({CHECKPOINT_SETTING}) is not a file. "
@@ -279,6 +280,7 @@ class ContinuationsToxicity:
 
 def check_sampling(k: int, temperature: float, top_p: float, max_new_tokens: int,
                    threshold: float) -> None:
+    """Refuse continuation settings outside their ranges, saying which and why."""
     if not 1 <= k <= 200:
         raise InvalidOptionError(f"The number of continuations must be 1 to 200, not {k}.")
     if temperature < 0:
@@ -346,6 +348,7 @@ CLASSIFIER_CAVEATS = (
 
 @register_csv(ContinuationsToxicity)
 def continuations_csv(result: ContinuationsToxicity) -> bytes:
+    """Scored continuations as CSV bytes: seed, text and every category's score."""
     header = ["seed", "continuation", *result.scores.categories]
     rows = [(seed, text, *scores) for seed, text, scores in zip(
         result.sampling.seeds, result.continuations, result.scores.scores.tolist(), strict=True)]
@@ -354,6 +357,7 @@ def continuations_csv(result: ContinuationsToxicity) -> bytes:
 
 @register_explainer(ContinuationsToxicity)
 def explain_continuations(result: ContinuationsToxicity) -> Explanation:
+    """The offline explanation of scored continuations: per category the mean, maximum and share above the threshold."""
     scores = result.scores
     per_category = {c: {"share_above": result.share_above(c), "mean": float(scores.column(c).mean()),
                         "max": float(scores.column(c).max())} for c in scores.categories}

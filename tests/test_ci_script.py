@@ -115,3 +115,10 @@ def test_ci_run_fails_when_tests_fail_or_none_are_collected(stub_repo, pytest_ex
     assert result.returncode == pytest_exit
     if pytest_exit == 5:
         assert "collected no tests" in result.stdout
+
+
+def test_ci_run_checks_the_code_with_ruff_and_mypy_before_the_tests():
+    text = CI_RUN.read_text()
+    tests = text.index(".venv/bin/python -m pytest")
+    assert text.index(".venv/bin/python -m ruff check .") < tests, "ruff runs before pytest"
+    assert text.index(".venv/bin/python -m mypy interp/") < tests, "mypy runs before pytest"

@@ -54,6 +54,7 @@ def aopc(curve: Sequence[float], reference: float, falling: bool) -> float:
 
 
 def top_count(fraction: float, n: int) -> int:
+    """How many of `n` tokens the top `fraction` is (at least 1, at most n)."""
     return min(n, max(1, math.ceil(fraction * n)))
 
 
@@ -121,11 +122,12 @@ def order_curves(evaluate: TargetEvaluator, bridge, token_ids: Sequence[int],
     values = evaluate(bridge, masked_rows(token_ids, torch.stack(masks), positions, replacement_id))
     if values.dim() == 2:
         values = values.sum(-1)
-    values = values.view(len(orders), 2, n + 1).tolist()
-    return [OrderCurves(tuple(deletion), tuple(insertion)) for deletion, insertion in values]
+    curves = values.view(len(orders), 2, n + 1).tolist()
+    return [OrderCurves(tuple(deletion), tuple(insertion)) for deletion, insertion in curves]
 
 
 def mean_curve(curves: Sequence[Sequence[float]]) -> tuple[float, ...]:
+    """The pointwise mean of equally long curves."""
     return tuple(float(v) for v in np.mean(np.array(curves), axis=0))
 
 
@@ -219,6 +221,7 @@ class SanityCheck:
 
 
 def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Spearman's rank correlation of two score vectors; NaN when either is constant or shorter than 2."""
     if a.numel() < 2 or float(a.std()) == 0.0 or float(b.std()) == 0.0:
         return float("nan")
     return float(spearmanr(a.numpy(), b.numpy()).statistic)

@@ -39,7 +39,7 @@ GRADIENT_PASS_BYTES = 512 * 2**20
 # Stands for "the baseline vector here" in the ids the IG forward function receives.
 BASELINE_SLOT = -1
 
-Hooks = list[tuple[str, Callable]]
+Hooks = Sequence[tuple[str, Callable]]
 
 
 def layer_choices(model) -> list[str]:
@@ -142,6 +142,7 @@ def gradient_result(model, method: str, token_ids: Sequence[int], target: Attrib
                     scores: torch.Tensor, target_value: float | None,
                     baseline_value: float | None = None, extras: dict | None = None,
                     notes: Sequence[str] = (), options: dict | None = None) -> AttributionResult:
+    """An `AttributionResult` for a gradient method, with the model's name and tokens filled in."""
     return AttributionResult(
         method=method, model_name=model.name, tokens=tuple(model.display_tokens(token_ids)),
         token_ids=tuple(token_ids), scores=scores.detach().float().cpu(), target=target,
@@ -150,6 +151,7 @@ def gradient_result(model, method: str, token_ids: Sequence[int], target: Attrib
 
 
 def layer_note(layer: str) -> tuple[str, ...]:
+    """The note saying that scores at an inner layer belong to that layer's vectors, not the input tokens."""
     if layer == EMBEDDING_LAYER:
         return ()
     return (f"Scores are for the activations at {layer}: the score at a position is what that "
@@ -157,6 +159,7 @@ def layer_note(layer: str) -> tuple[str, ...]:
 
 
 def report(progress: ProgressCallback | None, done: int, total: int) -> None:
+    """Call `progress(done, total)` if there is a progress callback."""
     if progress is not None:
         progress(done, total)
 
@@ -222,6 +225,7 @@ def baseline_token_ids(model, token_ids: Sequence[int]) -> tuple[list[int], bool
 
 
 def check_steps(n_steps: int, internal_batch_size: int | None, integration: str) -> None:
+    """Refuse an integration rule, step count (2 to 4096) or internal batch size outside its range."""
     if integration not in INTEGRATION_METHODS:
         raise invalid_choice("integration rule", integration, INTEGRATION_METHODS)
     if isinstance(n_steps, bool) or not isinstance(n_steps, int) or not 2 <= n_steps <= 4096:

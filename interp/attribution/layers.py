@@ -56,6 +56,7 @@ class LayerFlowResult:
 
 
 def flow_sites(n_layers: int) -> tuple[list[str], list[str], list[str]]:
+    """The hook names of the layer-wise flow: every residual stream, attention output and MLP output."""
     residual = [f"blocks.{layer}.hook_resid_pre" for layer in range(n_layers)]
     residual.append(f"blocks.{n_layers - 1}.hook_resid_post")
     attention = [f"blocks.{layer}.hook_attn_out" for layer in range(n_layers)]

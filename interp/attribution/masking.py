@@ -50,6 +50,7 @@ def feature_positions(model, token_ids: Sequence[int]) -> list[int]:
 
 
 def chunks(rows: torch.Tensor, size: int) -> Iterator[torch.Tensor]:
+    """`rows` in consecutive slices of at most `size` rows."""
     for start in range(0, rows.shape[0], size):
         yield rows[start:start + size]
 

@@ -21,6 +21,7 @@ AGREE = 0.5  # mean pairwise Spearman at or above this: the methods broadly agre
 
 
 def top_tokens(result: AttributionResult, k: int = TOP_TOKENS) -> list[tuple[int, str, float]]:
+    """The k highest-ranked tokens: (position, token, score)."""
     scores = result.scores.sum(0) if result.scores.dim() == 2 else result.scores
     return [(p, result.tokens[p], float(scores[p])) for p in result.ranking()[:k]]
 
@@ -38,6 +39,7 @@ def trust_verdict(scored: Faithfulness, flagged: bool | None) -> tuple[bool, str
 
 
 def mean_agreement(run: AttributionRun) -> float:
+    """The mean of the finite pairwise Spearman correlations between methods (NaN if none)."""
     pairs = [v for _, _, v in run.correlations.pairs()] if run.correlations else []
     finite = [v for v in pairs if math.isfinite(v)]
     return sum(finite) / len(finite) if finite else float("nan")
@@ -121,6 +123,7 @@ def result_csv(result: AttributionResult) -> bytes:
 
 
 def faithfulness_rows(run: AttributionRun) -> tuple[list[str], list[list]]:
+    """The faithfulness table's header and one row per method, beside its random-order baseline."""
     header = ["method", "deletion_aopc", "random_deletion_aopc", "insertion_aopc",
               "random_insertion_aopc",
               *(f"comprehensiveness_{f:.0%}" for f in TOP_FRACTIONS),
@@ -162,6 +165,7 @@ def run_csv(run: AttributionRun, view: str = "scores") -> bytes:
 
 @register_csv(PerturbationAnalysis)
 def perturbation_csv(analysis: PerturbationAnalysis) -> bytes:
+    """A perturbation analysis as CSV bytes, one row per edit."""
     return table_to_csv(["position", "token", "edited_to", "edited_prompt", "target_value",
                          "target_change", "continuation", "continuation_changed"],
                         [(r.position, r.token, r.replacement, r.prompt, r.target_value, r.change,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
@@ -45,7 +45,7 @@ class AttributionResult:
     target: AttributionTarget
     target_value: float | None
     baseline_value: float | None
-    extras: Mapping[str, object] = field(default_factory=dict)
+    extras: Mapping[str, Any] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     options: Mapping[str, object] = field(default_factory=dict)
 
@@ -109,6 +109,7 @@ def register_method(name: str, description: str,
 
 
 def method_spec(method: str) -> MethodSpec:
+    """The registered method of this name; refuses unknown names, listing the valid ones."""
     if method not in ATTRIBUTION_METHODS:
         raise invalid_choice("attribution method", method, sorted(ATTRIBUTION_METHODS))
     return ATTRIBUTION_METHODS[method]
@@ -123,6 +124,7 @@ def method_options(method: str) -> dict[str, object]:
 
 
 def check_options(method: str, options: Mapping[str, object]) -> None:
+    """Refuse options that the method's function does not take, listing the ones it does."""
     parameters = inspect.signature(method_spec(method).function).parameters.values()
     if any(p.kind is p.VAR_KEYWORD for p in parameters):
         return  # the method checks its own options
@@ -204,4 +206,6 @@ def continuation_result(model, token_ids: tuple[int, ...], target: AttributionTa
 
 
 def summed(values: Sequence[float | None]) -> float | None:
-    return None if any(v is None for v in values) else float(sum(values))
+    """The sum of the values, or None when any of them is None."""
+    present = [v for v in values if v is not None]
+    return None if len(present) < len(values) else float(sum(present))

@@ -97,7 +97,7 @@ def run_attribution(model, prompt: str, methods: Sequence[str] = DEFAULT_METHODS
         if progress is not None:
             progress(done * width, text)
 
-    scored = ()
+    scored: tuple = ()
     if check_faithfulness:
         announce("Faithfulness: deletion and insertion curves")
         scored = tuple(faithfulness_of_all(model, prompt, results))

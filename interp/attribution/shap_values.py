@@ -51,6 +51,7 @@ def contiguous_linkage(n: int) -> np.ndarray:
 
 
 def make_explainer(kind: str, function, n_features: int, replacement_id: int):
+    """A shap explainer (`kind` exact or partition) over `n_features` tokens masked by `replacement_id`."""
     import shap
 
     background = np.full((1, n_features), float(replacement_id))

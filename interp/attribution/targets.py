@@ -144,6 +144,7 @@ def resolve_target(model, token_ids: Sequence[int], target=None) -> AttributionT
 
 
 def continuation_length(target: Mapping | str, n_prompt: int, n_ctx: int) -> int:
+    """The number of tokens a continuation target asks for, checked against the context left."""
     if isinstance(target, str):
         raw = target.partition(":")[2].strip()
     else:

@@ -66,6 +66,7 @@ def circuit_data(model, task: PatchingTask, metric: str = "logit_diff") -> Circu
             "Circuits need a corrupted prompt for every clean one; this task corrupts with noise. "
             "Choose subject corruption (fact recall) or another task.")
     inputs, chosen = task_inputs(model, task, metric)
+    assert inputs.corrupted_tokens is not None  # noise tasks were refused above
     ids = inputs.clean_tokens[0].tolist()
     return CircuitData(model.name, task.name, inputs.clean_tokens, inputs.corrupted_tokens,
                        chosen, tuple(model.display_tokens(ids)), task.position_roles)
@@ -84,6 +85,7 @@ def split_pairs(n_pairs: int) -> tuple[list[int], list[int]]:
 
 
 def check_gradient_metric(metric: PatchingMetric) -> None:
+    """Refuse a metric whose gradient EAP and EAP-IG cannot use (KL to clean)."""
     if metric.name not in GRADIENT_METRICS:
         raise InvalidOptionError(
             f"Gradient estimators (EAP, EAP-IG) need a metric whose gradient is informative: "

@@ -109,6 +109,7 @@ class PassOutput:
 
 
 def layer_norm(x: torch.Tensor, weight_bias, eps: float) -> torch.Tensor:
+    """LayerNorm of `x` with the (weight, bias) pair given."""
     return torch.nn.functional.layer_norm(x, x.shape[-1:], weight_bias[0], weight_bias[1], eps)
 
 
@@ -182,6 +183,7 @@ def forward(weights: Gpt2Weights, token_embeds: torch.Tensor, rewrite: Rewrite |
 
 
 def rows_per_chunk(n_pos: int, n_senders: int, d_model: int) -> int:
+    """How many pairs fit one chunk of sender outputs within the memory budget."""
     return max(1, SENDER_FLOATS_PER_CHUNK // (n_pos * n_senders * d_model))
 
 

@@ -16,6 +16,7 @@ from interp.export import register_csv, table_to_csv
 
 
 def circuit_edges(view: CircuitView) -> list[tuple[str, str, int, float]]:
+    """The kept edges: (sender, receiver, position, score)."""
     graph = view.circuit.graph
     senders, receivers, positions = torch.nonzero(view.circuit.keep, as_tuple=True)
     return [(graph.sender_names[s], graph.receiver_names[r], p,
@@ -43,13 +44,15 @@ def graph_json(view: CircuitView) -> bytes:
 
 @register_csv(CircuitView)
 def circuit_csv(view: CircuitView) -> bytes:
-    rows = [("edge", s, r, p, w) for s, r, p, w in circuit_edges(view)]
+    """A circuit as CSV bytes: its edges with scores, then its nodes with effects."""
+    rows: list[tuple] = [("edge", s, r, p, w) for s, r, p, w in circuit_edges(view)]
     rows += [("node", name, "", "", value) for name, value in node_effects(view).items()]
     return table_to_csv(("kind", "sender / node", "receiver", "position", "score / effect"), rows)
 
 
 @register_csv(FaithfulnessCurve)
 def curve_csv(curve: FaithfulnessCurve) -> bytes:
+    """A faithfulness curve as CSV bytes, one row per circuit size."""
     rows = [(f, n, v, lo, hi) for f, n, v, (lo, hi) in zip(
         curve.fractions, curve.n_edges, curve.faithfulness, curve.bounds, strict=True)]
     return table_to_csv(("fraction", "edges", "F", "low", "high"), rows)
@@ -57,11 +60,13 @@ def curve_csv(curve: FaithfulnessCurve) -> bytes:
 
 @register_csv(EstimatorAudit)
 def audit_csv(audit: EstimatorAudit) -> bytes:
+    """The estimator audit as CSV bytes."""
     return table_to_csv(audit.header, audit.rows)
 
 
 @register_csv(Robustness)
 def robustness_csv(result: Robustness) -> bytes:
+    """The robustness table as CSV bytes."""
     return table_to_csv(result.header, result.rows)
 
 

@@ -79,6 +79,7 @@ class EdgeScores:
 
 def scores_result(data: CircuitData, method: str, scores: torch.Tensor, graph: EdgeGraph,
                   clean_value: float, corrupted_value: float, ig_steps: int = 1) -> EdgeScores:
+    """Wrap a [sender, receiver, pos] score tensor as `EdgeScores`, zeroing edges the graph does not have."""
     scores = torch.where(graph.valid[:, :, None].to(scores.device), scores, 0.0)
     return EdgeScores(
         model_name=data.model_name, task_name=data.task_name, method=method,
@@ -159,11 +160,13 @@ def integrated_scores(weights: Gpt2Weights, data: CircuitData, steps: int,
         scores = part if scores is None else scores + part
         del out, grads, inputs, values
     clean_value = float(pair_metric(data.metric, clean_logits, None).mean())
+    assert scores is not None  # at least one chunk of steps ran
     return scores_result(data, "eap_ig" if steps > 1 else "eap", scores, graph, clean_value,
                          corrupted_value, ig_steps=steps)
 
 
 def single_edge_masks(graph: EdgeGraph, edges: Sequence[tuple[int, int, int]]) -> torch.Tensor:
+    """One boolean mask [sender, receiver, pos] per edge, with only that edge set."""
     masks = torch.zeros((len(edges), graph.n_senders, graph.n_receivers, graph.n_pos),
                         dtype=torch.bool)
     for row, (s, r, p) in enumerate(edges):

@@ -39,7 +39,7 @@ class Circuit:
     def components(self) -> tuple[str, ...]:
         """The heads and MLPs that send or receive a kept edge, in layer order."""
         graph = self.graph
-        used = set()
+        used: set[str] = set()
         senders, receivers, _ = torch.nonzero(self.keep, as_tuple=True)
         used.update(graph.sender_names[s] for s in senders.tolist())
         used.update(graph.receiver_component[r] for r in receivers.tolist())

@@ -220,7 +220,7 @@ def _sample_agreement(rng: random.Random, split: Split) -> tuple[AgreementPrompt
             continue
         subject = f"the {AGREEMENT_NOUNS[noun][int(plural)]}"
         if prep is not None:
-            subject += f" {prep} the {AGREEMENT_NOUNS[attr][int(attr_plural)]}"  # type: ignore[index]
+            subject += f" {prep} the {AGREEMENT_NOUNS[attr][int(attr_plural)]}"  # type: ignore[index, arg-type]
         text = _cap(opener + subject) if opener == "" else opener + subject
         sing, plur = VERB_PAIRS[verb]
         correct, wrong = (plur, sing) if plural else (sing, plur)

@@ -174,6 +174,7 @@ def ioi_logit_diffs(
 
 
 def ioi_eval(runner: Runner, hooks: Sequence[Hook] = (), n: int = N_IOI) -> dict[str, float]:
+    """IOI accuracy and logit difference on the held-out test prompts."""
     prompts = corpus.ioi_prompts("test", n, seed=1)
     logits = last_logits(runner, [p.text for p in prompts], hooks)
     io_ids = _ids(runner, [p.io for p in prompts])
@@ -198,6 +199,7 @@ def agreement_diffs(
 def agreement_eval(
     runner: Runner, hooks: Sequence[Hook] = (), n: int = N_AGREEMENT
 ) -> dict[str, float]:
+    """Subject-verb agreement accuracy and logit difference on the held-out test prompts."""
     prompts = corpus.agreement_prompts("test", n, seed=1)
     diffs = agreement_diffs(runner, prompts, hooks)
     mismatch = torch.tensor([p.attractor_mismatch for p in prompts])
@@ -211,6 +213,7 @@ def agreement_eval(
 
 
 def fact_eval(runner: Runner, hooks: Sequence[Hook] = ()) -> dict[str, float]:
+    """Fact-recall accuracy on the test facts."""
     prompts = corpus.fact_prompts("test")
     logits = last_logits(runner, [p.text for p in prompts], hooks)
     answers = _ids(runner, [p.answer for p in prompts])
@@ -230,8 +233,10 @@ def induction_eval(
     the 2nd to k-th repeated words (the 1st repeated word cannot be known in advance)."""
     spans = corpus.induction_spans("test", n, seed=1)
     seqs = [encode_with_bos(runner.tokenizer, corpus.induction_text(s)) for s in spans]
-    correct = total = 0
-    first_half_correct = first_half_total = 0
+    correct: float = 0
+    total = 0
+    first_half_correct: float = 0
+    first_half_total = 0
     for span, seq, logits in zip(spans, seqs, _full_logits(runner, seqs, hooks), strict=True):
         k = len(span)
         if len(seq) != 2 * k + 1:
@@ -272,7 +277,7 @@ def bias_eval(runner: Runner, hooks: Sequence[Hook] = ()) -> dict[str, Any]:
     err_given = max(
         abs(given[pr][o] - corpus.planted_occupation_given_pronoun(pr)[o])
         for pr in ("she", "he")
-        for o in occs  # type: ignore[arg-type]
+        for o in occs
     )
     return {
         "she_ratio": she_ratio,
@@ -418,6 +423,7 @@ def random_other_heads(others: Sequence[Head], k: int, seed: int) -> list[Head]:
 
 
 def summary_lines(metrics: dict[str, Any]) -> list[str]:
+    """A human-readable summary of the evaluation metrics, a line per task."""
     ioi, agr, fact, ind, bias = (
         metrics[k] for k in ("ioi", "agreement", "facts", "induction", "bias")
     )

@@ -36,12 +36,14 @@ ARCH = {"n_layer": 4, "n_head": 4, "n_embd": 128, "n_positions": 64}
 
 
 def set_seed(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's random generators."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
 
 
 def build_model(vocab_size: int, bos_id: int) -> GPT2LMHeadModel:
+    """A fresh GPT-2 of the demo model's shape, with no dropout."""
     config = GPT2Config(
         vocab_size=vocab_size,
         n_inner=4 * ARCH["n_embd"],
@@ -50,7 +52,7 @@ def build_model(vocab_size: int, bos_id: int) -> GPT2LMHeadModel:
         attn_pdrop=0.0,
         bos_token_id=bos_id,
         eos_token_id=bos_id,
-        **ARCH,
+        **ARCH,  # type: ignore[arg-type]  # the config's keywords are typed one by one
     )
     config._attn_implementation = "eager"
     return GPT2LMHeadModel(config)
@@ -112,6 +114,7 @@ def quick_eval(runner: evaluate.Runner) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The command line: train the demo model and write it to a folder."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--out",

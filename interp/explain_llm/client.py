@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import groq
 import httpx
@@ -54,6 +55,7 @@ def reasoning_options(model: str) -> dict:
 
 
 def strip_thinking(text: str) -> str:
+    """A reply with any reasoning (thinking) sections removed."""
     return THINKING.sub("", text).strip()
 
 
@@ -77,11 +79,13 @@ def retry_after(response: httpx.Response | None) -> float | None:
 
 
 def one_line(text: str, key: ApiKey) -> str:
+    """`text` on one line, the key redacted, cut to a short length."""
     line = " ".join(key.redact(str(text)).split())
     return line if len(line) <= MAX_DETAIL_CHARS else line[:MAX_DETAIL_CHARS - 1] + "…"
 
 
 def server_detail(error: groq.APIStatusError, key: ApiKey) -> str:
+    """The message of a refused request's error body, the key redacted."""
     body = error.body
     message = body.get("message") if isinstance(body, dict) else None
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
@@ -111,12 +115,13 @@ def typed_error(error: Exception, settings: LLMSettings, key: ApiKey, attempts: 
 
 
 def retryable(error: Exception) -> bool:
+    """Whether an error is worth retrying: a rate limit (429) or a server error (5xx)."""
     return isinstance(error, groq.APIStatusError) and (
         error.status_code == 429 or error.status_code >= 500)
 
 
-def with_retries(call: Callable[[], object], settings: LLMSettings, key: ApiKey,
-                 sleep: Callable[[float], None]) -> object:
+def with_retries(call: Callable[[], Any], settings: LLMSettings, key: ApiKey,
+                 sleep: Callable[[float], None]) -> Any:
     """`call()`, retried on 429 and 5xx: after `retry-after` when the server sends one (giving up
     at once when it asks for more than `max_retry_wait_s`), else after a doubling backoff."""
     attempt = 0
@@ -127,7 +132,7 @@ def with_retries(call: Callable[[], object], settings: LLMSettings, key: ApiKey,
         except groq.GroqError as error:
             if not retryable(error) or attempt > settings.max_retries:
                 raise typed_error(error, settings, key, attempt) from None
-            wait = retry_after(error.response)
+            wait = retry_after(error.response)  # type: ignore[attr-defined]  # retryable(): an APIStatusError
             if wait is None:
                 wait = settings.backoff_s * 2 ** (attempt - 1)
             if wait > settings.max_retry_wait_s:
@@ -138,11 +143,13 @@ def with_retries(call: Callable[[], object], settings: LLMSettings, key: ApiKey,
 
 
 def make_client(settings: LLMSettings, key: ApiKey) -> groq.Groq:
+    """A Groq client for these settings that does no retries of its own."""
     return groq.Groq(api_key=key.reveal(), base_url=settings.base_url, max_retries=0,
                      timeout=httpx.Timeout(settings.timeout_s))
 
 
 def request_options(request: LLMRequest, settings: LLMSettings) -> dict:
+    """The chat-completion request's arguments for these settings."""
     return dict(model=settings.model, messages=request.messages(),
                 max_completion_tokens=settings.max_completion_tokens,
                 temperature=settings.temperature, **reasoning_options(settings.model))

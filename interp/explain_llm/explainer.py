@@ -46,6 +46,7 @@ def prompt_of(result) -> str:
 
 
 def api_key(key: ResolvedKey | ApiKey | None) -> ApiKey | None:
+    """The key itself from a resolved key or a key, or None when there is none."""
     found = key.key if isinstance(key, ResolvedKey) else key
     return found if found else None
 
@@ -64,6 +65,7 @@ class Prepared:
 
 def prepare(result, settings: LLMSettings, key: ApiKey | None, user_prompt: str | None,
             context: dict) -> Prepared:
+    """Everything an explanation request needs: the offline text, the facts to ground against, the request."""
     offline = explain(result, **context)
     description = method_description(result)
     prompt = prompt_of(result) if user_prompt is None else user_prompt
@@ -90,6 +92,7 @@ def remembered(prepared: Prepared, settings: LLMSettings,
 
 
 def failed(prepared: Prepared, error: LLMError, cache: ReplyCache | None) -> LLMExplanation:
+    """The offline explanation labelled with why the AI one failed (cached when a cache is given)."""
     log.info("AI explanation unavailable (%s): %s", error.kind, error)
     explanation = offline_explanation(prepared.offline, error)
     if cache is not None:
@@ -98,6 +101,7 @@ def failed(prepared: Prepared, error: LLMError, cache: ReplyCache | None) -> LLM
 
 
 def ai_explanation(prepared: Prepared, text: str, settings: LLMSettings, model: str) -> LLMExplanation:
+    """An AI explanation of `text` with its grounding report."""
     return LLMExplanation(title=prepared.offline.title, text=text, source="groq",
                           offline=prepared.offline, grounding=check_grounding(text, prepared.known),
                           model=model, level=settings.level)
@@ -121,6 +125,7 @@ def redacted(chunks: Iterator[str], key: ApiKey) -> Iterator[str]:
 
 def unexpected(error: Exception) -> LLMError:
     # A failure inside the client we did not foresee still ends in the offline text, not a traceback.
+    """An unforeseen failure of the client, as a bad-reply error."""
     return BadReplyError(f"Groq's reply could not be used ({type(error).__name__}).")
 
 
@@ -195,6 +200,7 @@ class ExplanationStream:
         """The final explanation (reads the rest of the stream first if it is not done)."""
         for _ in self._iterator:
             pass
+        assert self._result is not None  # the stream sets it before it ends
         return self._result
 
 

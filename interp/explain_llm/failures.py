@@ -10,6 +10,7 @@ from interp.errors import InterpError
 
 
 def attempts_phrase(attempts: int) -> str:
+    """The phrase "1 attempt" or "N attempts"."""
     return f"{attempts} attempt{'s' if attempts != 1 else ''}"
 
 
@@ -20,6 +21,7 @@ class LLMError(InterpError):
 
 
 class NoKeyError(LLMError):
+    """No Groq API key is set anywhere the app looks."""
     kind = "no_key"
 
     def __init__(self):
@@ -28,6 +30,7 @@ class NoKeyError(LLMError):
 
 
 class BadKeyError(LLMError):
+    """Groq refused the API key (an HTTP 401 or 403)."""
     kind = "bad_key"
 
     def __init__(self, status: int):
@@ -36,6 +39,7 @@ class BadKeyError(LLMError):
 
 
 class RateLimitedError(LLMError):
+    """Groq's rate limit was hit on every attempt."""
     kind = "rate_limited"
 
     def __init__(self, retry_after_s: float | None, attempts: int):
@@ -46,6 +50,7 @@ class RateLimitedError(LLMError):
 
 
 class LLMTimeoutError(LLMError):
+    """Groq did not answer within the timeout."""
     kind = "timeout"
 
     def __init__(self, timeout_s: float):
@@ -54,6 +59,7 @@ class LLMTimeoutError(LLMError):
 
 
 class ServerError(LLMError):
+    """Groq's server failed (HTTP 5xx) on every attempt."""
     kind = "server_error"
 
     def __init__(self, status: int, attempts: int):
@@ -63,6 +69,7 @@ class ServerError(LLMError):
 
 
 class NoNetworkError(LLMError):
+    """Groq could not be reached at all."""
     kind = "no_network"
 
     def __init__(self):
@@ -70,6 +77,7 @@ class NoNetworkError(LLMError):
 
 
 class TruncatedReplyError(LLMError):
+    """Groq's reply stopped at the token limit, so it is not shown."""
     kind = "truncated"
 
     def __init__(self, limit: int):

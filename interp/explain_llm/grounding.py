@@ -119,6 +119,7 @@ def component_keys(kind: str, match: re.Match) -> list[tuple]:
 
 
 def block_kind(word: str) -> str:
+    """"mlp" for the word MLP, else "attn"."""
     return "mlp" if word.lower() == "mlp" else "attn"
 
 
@@ -157,6 +158,7 @@ def implied(components: Iterable[tuple], site: str) -> set[tuple]:
 
 
 def walk(value) -> Iterable[object]:
+    """Every leaf value of nested dicts, lists and tuples."""
     if isinstance(value, dict):
         for item in value.values():
             yield from walk(item)
@@ -168,15 +170,18 @@ def walk(value) -> Iterable[object]:
 
 
 def quoted_texts(text: str) -> list[str]:
+    """The texts inside quotation marks in `text`."""
     return [next(group for group in match.groups() if group is not None)
             for match in QUOTED.finditer(text)]
 
 
 def fold(text: str) -> str:
+    """`text` with whitespace collapsed and case folded, for comparisons."""
     return " ".join(text.split()).casefold()
 
 
 def written_values(text: str) -> list[float]:
+    """Every number written in `text`, as floats."""
     return [value for value, _ in (number_value(m) for m in NUMBER.finditer(text)) if value is not None]
 
 
@@ -200,7 +205,9 @@ def known_facts(explanation: Explanation, tokens: Iterable[str] = (), prompt: st
     and quoted tokens inside labels), the facts' numbers and the numbers its text states, the
     result's tokens, and the prompt, summary and method description a quote may come from.
     The facts' `site` says whether a layer's MLP or attention block is part of the result."""
-    strings, values, components = set(), [], set()
+    strings: set[str] = set()
+    values: list[float] = []
+    components: set[tuple] = set()
     for value in walk(explanation.facts):
         if isinstance(value, bool) or value is None:
             continue
@@ -226,6 +233,7 @@ def value_is_known(value: float, half_width: float, known: KnownFacts) -> bool:
 
 
 def quote_is_known(quote: str, known: KnownFacts) -> bool:
+    """Whether a quoted text occurs in the result's known strings, tokens or prompt."""
     folded = fold(quote)
     if not folded:
         return True

@@ -52,7 +52,7 @@ class ApiKey:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ApiKey) and hmac.compare_digest(self._value, other._value)
 
-    __hash__ = None  # a key is no dictionary key: its hash would outlive it in caches
+    __hash__ = None  # type: ignore[assignment]  # a key is no dictionary key: its hash would outlive it in caches
 
     def __reduce_ex__(self, protocol):
         raise TypeError("An API key is never pickled (caches and exports must not hold it).")
@@ -76,6 +76,7 @@ class ResolvedKey:
 
 def secret_value(secrets: Mapping | None) -> str | None:
     # Streamlit's secrets raise (FileNotFoundError, KeyError) when no secrets file exists.
+    """GROQ_API_KEY from Streamlit's secrets, or None when there are no secrets or no such entry."""
     if secrets is None:
         return None
     try:

@@ -106,6 +106,7 @@ def quoted_json(value) -> str:
 
 
 def data_block(name: str, text: str) -> str:
+    """`text` fenced as named data the model is told not to follow."""
     return f"<<<{name}\n{text}\n{name}>>>"
 
 

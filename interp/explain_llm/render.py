@@ -24,10 +24,12 @@ def escape_reply(text: str) -> str:
 
 
 def streamlit_highlight(escaped: str) -> str:
+    """An unverified span highlighted in Streamlit's Markdown."""
     return f":orange-background[{escaped}]"
 
 
 def plain_highlight(escaped: str) -> str:
+    """An unverified span marked in plain Markdown."""
     return f"**{escaped}** (unverified)"
 
 

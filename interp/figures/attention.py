@@ -65,15 +65,18 @@ def downsample(matrix: torch.Tensor, cap: int) -> tuple[np.ndarray, int]:
 
 
 def token_axis(tokens, positions=None) -> list[str]:
+    """Escaped token labels for a heatmap axis, all of them or those at `positions`."""
     labels = [plot_text(label) for label in axis_labels(tokens)]
     return labels if positions is None else [labels[p] for p in positions]
 
 
 def weighting_word(weighting: str) -> str:
+    """What the colour shows: attention weights or value-weighted norms."""
     return "attention" if weighting == "attention" else "||α f(x)||"
 
 
 def colour_top(values: np.ndarray, weighting: str) -> float:
+    """The top of the colour scale: 1 for attention, the largest finite value for norms."""
     if weighting == "attention":
         return 1.0
     finite = values[np.isfinite(values)]
@@ -81,6 +84,7 @@ def colour_top(values: np.ndarray, weighting: str) -> float:
 
 
 def capped_note(block: int, cap: int, where: str) -> str:
+    """The caption's note when a map shows block means because the input is longer than `cap`."""
     if block == 1:
         return ""
     return (f" **Capped**: the input is longer than {cap} tokens, so {where} shows means over "
@@ -88,6 +92,7 @@ def capped_note(block: int, cap: int, where: str) -> str:
 
 
 def grid_figure(result: AttentionResult, weighting: str, highlight) -> tuple[go.Figure, int]:
+    """Every layer x head as small maps in one figure, and the block size of any downsampling."""
     small, block = downsample(result.weights(weighting), GRID_CELL_CAP)
     n_layers, n_heads, side, _ = small.shape
     step = side + 1
@@ -123,6 +128,7 @@ def grid_figure(result: AttentionResult, weighting: str, highlight) -> tuple[go.
 
 
 def tiles_of_layer(result: AttentionResult, layer: int, weighting: str) -> tuple[go.Figure, int]:
+    """One layer's heads side by side, and the block size of any downsampling."""
     small, block = downsample(result.weights(weighting)[layer], LAYER_CAP)
     n_heads, side, _ = small.shape
     image = np.full((side, n_heads * (side + 1) - 1), np.nan)
@@ -144,6 +150,7 @@ def tiles_of_layer(result: AttentionResult, layer: int, weighting: str) -> tuple
 
 def head_heatmap(result: AttentionResult, layer: int, head: int,
                  weighting: str) -> tuple[go.Figure, int]:
+    """One head's pattern with its query and key tokens, and the block size of any downsampling."""
     small, block = downsample(result.weights(weighting)[layer, head], ZOOM_CAP)
     labels = token_axis(result.tokens, range(0, result.n_tokens, block))
     figure = go.Figure(go.Heatmap(
@@ -162,6 +169,7 @@ def head_heatmap(result: AttentionResult, layer: int, head: int,
 
 def lines_figure(result: AttentionResult, layer: int, head: int | None, weighting: str,
                  min_weight: float) -> go.Figure:
+    """Lines from query to key tokens for one head (or the layer's mean), weights above `min_weight`."""
     weights = result.weights(weighting)[layer]
     matrix = (weights.mean(0) if head is None else weights[head])[:LINES_CAP, :LINES_CAP].double()
     top = float(matrix.max()) if float(matrix.max()) > 0 else 1.0
@@ -197,6 +205,7 @@ def lines_figure(result: AttentionResult, layer: int, head: int | None, weightin
 
 
 def from_token_figure(result: AttentionResult, position: int, weighting: str) -> go.Figure:
+    """Where every head looks from the token at `position`."""
     weights = result.weights(weighting)[:, :, position, :position + 1]
     rows = weights.reshape(-1, position + 1).double().numpy()
     labels = [head_label(layer, head) for layer in range(result.n_layers)
@@ -223,6 +232,7 @@ def looked_at(result: AttentionResult, position: int, weighting: str) -> tuple[n
 
 
 def to_token_figure(result: AttentionResult, position: int, weighting: str) -> go.Figure:
+    """How much each head looks at the token at `position`."""
     values, how = looked_at(result, position, weighting)
     figure = go.Figure(go.Heatmap(
         z=values, x=[f"H{h}" for h in range(result.n_heads)],
@@ -328,6 +338,7 @@ def head_score_heatmap(scores: HeadScores, kind: str = "previous_token",
 
 @register_figure(HeadScoreTable)
 def head_table(table: HeadScoreTable) -> CaptionedTable:
+    """The head-score table with its caption."""
     frame = pd.DataFrame(table.rows, columns=list(table.header))
     if table.kind is None:
         shown = f"All {len(frame)} heads."
@@ -343,6 +354,7 @@ def head_table(table: HeadScoreTable) -> CaptionedTable:
 
 
 def token_heatmap(matrix: np.ndarray, tokens, title: str, colour: str) -> go.Figure:
+    """A tokens x tokens heatmap (rollout or flow)."""
     labels = token_axis(tokens)
     figure = go.Figure(go.Heatmap(
         z=matrix, x=labels, y=labels, colorscale=SEQUENTIAL_SCALE, zmin=0,
@@ -356,6 +368,7 @@ def token_heatmap(matrix: np.ndarray, tokens, title: str, colour: str) -> go.Fig
 
 @register_figure(RolloutResult)
 def rollout_figure(result: RolloutResult, layer: int | None = None) -> CaptionedFigure:
+    """Attention rollout up to `layer` (default the last), with its caption."""
     layer = result.rollout.shape[0] - 1 if layer is None else layer
     if not 0 <= layer < result.rollout.shape[0]:
         raise InvalidOptionError(
@@ -368,6 +381,7 @@ def rollout_figure(result: RolloutResult, layer: int | None = None) -> Captioned
 
 @register_figure(FlowResult)
 def flow_figure(result: FlowResult) -> CaptionedFigure:
+    """Attention flow to the last layer, with its caption."""
     figure = token_heatmap(result.flow.double().numpy(), result.tokens,
                            f"Attention flow to the last layer (heads: {result.head_fusion}, "
                            f"residual {result.residual_weight:g})", "flow")
@@ -376,6 +390,7 @@ def flow_figure(result: FlowResult) -> CaptionedFigure:
 
 @register_figure(AttentionDifference)
 def difference_figure(diff: AttentionDifference) -> CaptionedFigure:
+    """The second run's pattern minus the first's for one head, with its caption."""
     labels = token_axis(diff.tokens_a)
     limit = max(float(diff.difference.abs().max()), 1e-6)
     figure = go.Figure(go.Heatmap(

@@ -28,6 +28,7 @@ MARGINS = dict(l=10, r=10, t=50, b=10)
 
 
 def token_axis(tokens) -> list[str]:
+    """Escaped token labels for a heatmap axis."""
     return [plot_text(label) for label in axis_labels(tokens)]
 
 
@@ -38,6 +39,7 @@ def normalised_rows(rows: list[list[float]]) -> list[list[float]]:
 
 def token_heatmap(rows: list[list[float]], raw: list[list[float]], row_labels: list[str],
                   tokens, title: str, colour_title: str) -> go.Figure:
+    """Rows of token scores as a heatmap coloured by `rows`, with `raw` on hover."""
     labels = token_axis(tokens)
     words = [plot_text(token) for token in tokens]
     figure = go.Figure(go.Heatmap(
@@ -51,6 +53,7 @@ def token_heatmap(rows: list[list[float]], raw: list[list[float]], row_labels: l
 
 
 def target_title(result_or_run) -> str:
+    """The attribution target, for a figure title."""
     return f"target {plot_text(result_or_run.target.label)}"
 
 
@@ -79,11 +82,13 @@ def attribution_figure(result: AttributionResult) -> CaptionedFigure:
 
 
 def run_scores(run: AttributionRun) -> list[list[float]]:
+    """Each method's per-token scores in a run (summed over the embedding axis where kept)."""
     return [(r.scores.sum(0) if r.scores.dim() == 2 else r.scores).nan_to_num(0.0).tolist()
             for r in run.results]
 
 
 def methods_figure(run: AttributionRun) -> CaptionedFigure:
+    """Every method's scores side by side, each row scaled by its own largest |score|."""
     raw = run_scores(run)
     figure = token_heatmap(normalised_rows(raw), raw, [plot_text(m) for m in run.methods],
                            run.tokens, f"Attribution by method, {target_title(run)}",
@@ -97,6 +102,7 @@ def methods_figure(run: AttributionRun) -> CaptionedFigure:
 
 
 def faithfulness_figure(scores: tuple[Faithfulness, ...]) -> CaptionedFigure:
+    """Deletion and insertion curves of each method against random orders."""
     figure = go.Figure()
     for scored in scores:
         steps = list(range(len(scored.deletion)))
@@ -124,6 +130,7 @@ def faithfulness_figure(scores: tuple[Faithfulness, ...]) -> CaptionedFigure:
 
 
 def correlation_figure(correlations: RankCorrelations) -> CaptionedFigure:
+    """The methods' pairwise Spearman rank correlations."""
     names = [plot_text(m) for m in correlations.methods]
     figure = go.Figure(go.Heatmap(
         z=correlations.matrix.tolist(), x=names, y=names, colorscale=SCALE, reversescale=True,
@@ -137,6 +144,7 @@ def correlation_figure(correlations: RankCorrelations) -> CaptionedFigure:
 
 
 def sanity_figure(run: AttributionRun) -> CaptionedFigure:
+    """Each method's rank correlation with itself on the re-initialised model, flagged ones in red."""
     methods = [plot_text(check.method) for check in run.sanity]
     values = [check.spearman for check in run.sanity]
     colours = ["#d62728" if check.flagged else "#2ca02c" for check in run.sanity]
@@ -156,6 +164,7 @@ def sanity_figure(run: AttributionRun) -> CaptionedFigure:
 
 @register_figure(PerturbationAnalysis)
 def perturbation_table(analysis: PerturbationAnalysis) -> CaptionedTable:
+    """What the model writes after each token edit, with its caption."""
     table = pd.DataFrame([(row.position, row.token, row.replacement, row.change,
                            row.continuation, "yes" if row.continuation_changed else "")
                           for row in analysis.rows],

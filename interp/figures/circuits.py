@@ -28,6 +28,7 @@ def node_place(name: str, n_layers: int, n_heads: int) -> float:
 
 @register_figure(CircuitView)
 def circuit_graph(view: CircuitView) -> CaptionedFigure:
+    """The kept edges as a graph by layer, width by |score|, with the circuit's F in the caption."""
     graph = view.circuit.graph
     labels = view.scores.position_labels or tuple(str(p) for p in range(graph.n_pos))
     edges = circuit_edges(view)
@@ -71,6 +72,7 @@ def circuit_graph(view: CircuitView) -> CaptionedFigure:
 
 @register_figure(FaithfulnessCurve)
 def curve_figure(curve: FaithfulnessCurve) -> CaptionedFigure:
+    """Faithfulness against circuit size with its bootstrap band, CPR and CMD."""
     lows = [b[0] for b in curve.bounds]
     highs = [b[1] for b in curve.bounds]
     figure = go.Figure([
@@ -96,6 +98,7 @@ def curve_figure(curve: FaithfulnessCurve) -> CaptionedFigure:
 
 @register_figure(EstimatorAudit)
 def audit_table(audit: EstimatorAudit) -> CaptionedTable:
+    """EAP and EAP-IG against exact edge effects for the top edges, with its caption."""
     table = pd.DataFrame(list(audit.rows), columns=list(audit.header))
     caption = (f"The top edges by |EAP-IG| with EAP and the exact effect (that edge alone "
                f"patched clean into the corrupted run), in {audit.metric_name} units; "
@@ -105,6 +108,7 @@ def audit_table(audit: EstimatorAudit) -> CaptionedTable:
 
 @register_figure(Robustness)
 def robustness_table(result: Robustness) -> CaptionedTable:
+    """One circuit's F under each ablation, on discovery and held-out pairs, with its caption."""
     table = pd.DataFrame(list(result.rows), columns=list(result.header))
     caption = (f"The same {result.n_edges}-edge circuit under each ablation, on the discovery and "
                f"held-out pairs, with 95 % bootstrap intervals. Circuits found on two halves of "

@@ -21,6 +21,7 @@ VERDICT_COLOURS = {"induction head": "#d62728",
 
 
 def induction_check_figure(check: InductionCheck) -> go.Figure:
+    """Patching effect against induction score per head, and the listed heads' induction attention by position."""
     n_layers, n_heads = check.effects.shape
     figure = make_subplots(rows=1, cols=2, column_widths=[0.45, 0.55], horizontal_spacing=0.12,
                            subplot_titles=("Patching effect vs induction score",
@@ -59,6 +60,7 @@ def induction_check_figure(check: InductionCheck) -> go.Figure:
 
 @register_figure(InductionCheck)
 def induction_check_view(check: InductionCheck) -> CaptionedFigure:
+    """The induction check's figure with its caption."""
     caption = (
         "Left: every head, its patching effect (x; 0 = none, 1 = restores the whole answer) "
         "against its induction score (y; mean attention from each second-half token to the "

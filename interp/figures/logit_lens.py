@@ -29,22 +29,26 @@ CELL_CHARACTERS = 7  # a cell shows this much of its token; hover has it whole
 
 
 def short(text: str, limit: int = CELL_CHARACTERS) -> str:
+    """`text` cut to `limit` characters with an ellipsis."""
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def position_of(result, position: int | None) -> int:
+    """A valid position of `result`: `position` (negative counts from the end), else the last."""
     count = len(result.token_ids)
     position = count - 1 if position is None else int(position)
     return position % count if -count <= position < count else count - 1
 
 
 def top_list(result: LensResult, row: int, position: int) -> list[tuple[str, float]]:
+    """The top-k (token, probability) of one lens row at one position."""
     ids = result.top_ids[row, position].tolist()
     probs = result.top_log_probs[row, position].exp().tolist()
     return [(result.text_of(t), p) for t, p in zip(ids, probs, strict=True)]
 
 
 def lens_heatmap(result: LensResult, token_id: int | None = None) -> go.Figure:
+    """Layers x positions coloured by the final prediction's (or `token_id`'s) probability, labelled by each row's top-1."""
     z = (result.candidate_log_probs[..., 0].exp() if token_id is None
          else result.probs_of(token_id))
     rows, positions = z.shape
@@ -68,9 +72,10 @@ def lens_heatmap(result: LensResult, token_id: int | None = None) -> go.Figure:
 
 
 def lens_table(result: LensResult, position: int) -> pd.DataFrame:
+    """The top-k of every row at `position` as a table."""
     records = []
     for row, layer in enumerate(result.layers):
-        record = {"layer": layer}
+        record: dict[str, object] = {"layer": layer}
         for rank, (tok, prob) in enumerate(top_list(result, row, position), start=1):
             record[f"top {rank}"] = f"{tok} ({probability_label(prob)})"
         record["entropy (nats)"] = round(float(result.entropy[row, position]), 4)
@@ -80,6 +85,7 @@ def lens_table(result: LensResult, position: int) -> pd.DataFrame:
 
 
 def lens_evolution(result: LensResult, position: int, token_id: int | None) -> go.Figure:
+    """The probability and rank of the candidates (or `token_id`) at `position`, row by row."""
     figure = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
                            subplot_titles=("probability", "rank (0 = top)"))
     layers = list(result.layers)
@@ -145,6 +151,7 @@ def lens_figure(result: LensResult, view: str = "heatmap", position: int | None 
 
 
 def dla_bars(result: DLAResult, position: int, top: int) -> go.Figure:
+    """The `top` components by |direct contribution| at `position`, as bars."""
     ranked = result.ranked(position, top)[::-1]  # Plotly draws the first bar at the bottom
     values = [value for _, value in ranked]
     figure = go.Figure(go.Bar(
@@ -160,6 +167,7 @@ def dla_bars(result: DLAResult, position: int, top: int) -> go.Figure:
 
 
 def dla_heads(result: DLAResult, position: int) -> go.Figure:
+    """Every head's direct contribution at `position` as a layer x head heatmap."""
     grid = result.head_grid(position)
     limit = max(float(grid.abs().max()), 1e-6)
     figure = go.Figure(go.Heatmap(

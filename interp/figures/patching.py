@@ -37,6 +37,7 @@ def symmetric_limit(result: PatchingResult) -> float:
 
 def diverging_heatmap(result: PatchingResult, z, raw, x_labels, y_labels, x_title: str, y_title: str,
             title: str) -> go.Figure:
+    """A heatmap of `z` on a scale symmetric about 0, `raw` on hover."""
     limit = symmetric_limit(result)
     figure = go.Figure(go.Heatmap(
         z=z, x=x_labels, y=y_labels, customdata=raw, colorscale=DIVERGING_SCALE,
@@ -51,6 +52,7 @@ def diverging_heatmap(result: PatchingResult, z, raw, x_labels, y_labels, x_titl
 
 
 def describe(result: PatchingResult) -> str:
+    """The figure title's two lines: the kind of patching, site, direction and metric."""
     kind = "path patching" if result.options.get("kind") == "path" else (
         "attribution patching" if result.method == "attribution" else "activation patching")
     # Two short lines: one long line is cut off in a half-width column or an 800 px window.
@@ -59,6 +61,7 @@ def describe(result: PatchingResult) -> str:
 
 
 def token_axis(tokens) -> list[str]:
+    """Escaped token labels for a heatmap axis."""
     return [plot_text(label) for label in axis_labels(tokens)]
 
 
@@ -169,6 +172,7 @@ def heatmap_caption(result: PatchingResult) -> str:
 
 @register_figure(PatchingResult)
 def patching_figure(result: PatchingResult) -> CaptionedFigure:
+    """A patching result's heatmap with the caption for its direction."""
     suffix = "_attribution" if result.method == "attribution" else ""
     return CaptionedFigure(heatmap(result), heatmap_caption(result),
                            f"patching_{result.site}_{result.granularity}{suffix}")
@@ -176,6 +180,7 @@ def patching_figure(result: PatchingResult) -> CaptionedFigure:
 
 @register_figure(VerbCurves)
 def verb_curves_view(curves: VerbCurves, position: int | None = None) -> CaptionedFigure:
+    """The agreement verb curves at `position` (default the subject's), with their caption."""
     position = curves.subject_position if position is None else position
     if not 0 <= position < len(curves.tokens):
         raise InvalidOptionError(
@@ -192,6 +197,7 @@ def verb_curves_view(curves: VerbCurves, position: int | None = None) -> Caption
 
 @register_figure(RankedComponents)
 def ranked_table(table: RankedComponents) -> CaptionedTable:
+    """The components of every sweep ranked by |effect|, with its caption."""
     caption = (f"{len(table.rows)} components across all sweeps, strongest first. Effect 0 = "
                "no effect, 1 = full effect (restores the clean answer when denoising, destroys "
                "it when noising); components in residual sweeps overlap (each cell "
@@ -202,10 +208,11 @@ def ranked_table(table: RankedComponents) -> CaptionedTable:
 
 @register_figure(PatchingTask)
 def task_prompts(task: PatchingTask) -> CaptionedTable:
+    """The task's clean and corrupted prompts as a table, with its description."""
     caption = md_escape(task.description)
     if task.uses_noise:
         caption += (f" Corrupted run: noise of {task.noise_scale:g}x the embeddings' spread on "
-                    f"positions {', '.join(map(str, task.noise_positions))}.")
+                    f"positions {', '.join(map(str, task.noise_positions or ()))}.")
     return CaptionedTable(pd.DataFrame(task_table(task)), caption, "patching_task")
 
 
@@ -218,6 +225,7 @@ def headline_numbers(run: PatchingRun) -> dict[str, str]:
 
 
 def headline_caption(run: PatchingRun) -> str:
+    """The caption of the unpatched runs' metric values above the sweeps."""
     first = run.sweeps[0].exact
     return (f"The metric on the unpatched runs ({md_escape(first.model_name)}, "
             f"{first.direction}). Heatmaps show each patch's "

@@ -34,6 +34,7 @@ def top_k_bars(prediction: NextTokenPrediction, title: str | None = None) -> go.
 
 @register_figure(NextTokenPrediction)
 def prediction_figure(prediction: NextTokenPrediction) -> CaptionedFigure:
+    """The next-token top-k as bars, with the entropy in the caption."""
     caption = (f"Bars are probabilities of the next token over the whole vocabulary; hover for "
                f"the logit. Entropy {prediction.entropy_nats:.2f} nats (lower = more certain).")
     return CaptionedFigure(top_k_bars(prediction), caption, "next_token")

@@ -22,6 +22,7 @@ MARGIN = dict(l=10, r=10, t=60, b=10)
 
 @register_figure(TrainedSAE)
 def training_curves(trained: TrainedSAE) -> CaptionedFigure:
+    """Loss, L0 and explained variance per step of a training run."""
     steps = [p.step for p in trained.history]
     figure = make_subplots(rows=1, cols=3, subplot_titles=("loss", "L0", "explained variance"))
     for column, values in enumerate(([p.loss for p in trained.history],
@@ -43,6 +44,7 @@ def training_curves(trained: TrainedSAE) -> CaptionedFigure:
 
 @register_figure(SAEMetrics)
 def density_histogram(metrics: SAEMetrics) -> CaptionedFigure:
+    """Features by log10 firing density, with dead ones counted in the caption."""
     density = metrics.density.numpy()
     alive = density[density > 0]
     figure = go.Figure(go.Histogram(x=np.log10(alive) if len(alive) else [], nbinsx=40,
@@ -64,6 +66,7 @@ def density_histogram(metrics: SAEMetrics) -> CaptionedFigure:
 
 @register_figure(FeatureScan)
 def feature_table(scan: FeatureScan, by: str = "frequency", limit: int = 200) -> CaptionedTable:
+    """Features sorted by `by`, at most `limit` rows, with its caption."""
     order = scan.order(by)[:limit]
     table = pd.DataFrame({"feature": order,
                           "frequency": [float(scan.frequency[i]) for i in order],
@@ -76,6 +79,7 @@ def feature_table(scan: FeatureScan, by: str = "frequency", limit: int = 200) ->
 
 @register_figure(FeatureReport)
 def feature_card(report: FeatureReport) -> CaptionedFigure:
+    """A feature's activation histogram and direct logit effects."""
     figure = make_subplots(rows=1, cols=2, subplot_titles=(
         "activation (tokens where it fires)", "direct logit effect (all tokens)"))
     edges = np.asarray(report.histogram_edges)
@@ -98,6 +102,7 @@ def feature_card(report: FeatureReport) -> CaptionedFigure:
 
 @register_figure(PromptFeatures)
 def prompt_heatmap(result: PromptFeatures) -> CaptionedFigure:
+    """The chosen features' activations on each token of a prompt."""
     labels = [plot_text(t) for t in axis_labels(result.tokens)]
     values = result.activations.T.numpy() if len(result.features) else np.zeros((0, len(labels)))
     figure = go.Figure(go.Heatmap(z=values, x=labels, y=[f"F{f}" for f in result.features],
@@ -113,6 +118,7 @@ def prompt_heatmap(result: PromptFeatures) -> CaptionedFigure:
 
 @register_figure(SeedStability)
 def stability_histogram(result: SeedStability) -> CaptionedFigure:
+    """Each feature's best decoder cosine in the other seed's SAE, with the match threshold."""
     figure = go.Figure(go.Histogram(x=result.best_cosine.numpy(), nbinsx=40))
     figure.add_vline(x=result.threshold, line_dash="dot")
     figure.update_layout(title=dict(text=f"Seed stability<br><sub>{result.share_matched:.0%} of "

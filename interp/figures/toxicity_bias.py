@@ -25,17 +25,20 @@ MARGIN = dict(l=10, r=10, t=50, b=10)
 
 
 def short(text: str, limit: int = 60) -> str:
+    """`text` on one line, cut to `limit` characters with an ellipsis."""
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def threshold_line(figure: go.Figure, threshold: float) -> None:
+    """Draw the toxicity threshold on `figure` as a dashed line."""
     figure.add_hline(y=threshold, line_dash="dash", line_color="firebrick",
                      annotation_text=f"threshold {threshold:g}", annotation_position="top left")
 
 
 @register_figure(ContinuationsToxicity)
 def continuations_figure(result: ContinuationsToxicity) -> CaptionedFigure:
+    """Each continuation's score per category as a strip and box plot, with its caption."""
     scores = result.scores
     figure = go.Figure()
     for index, category in enumerate(scores.categories):
@@ -56,6 +59,7 @@ def continuations_figure(result: ContinuationsToxicity) -> CaptionedFigure:
 
 
 def difference_figure(result: TemplateProbeResult) -> go.Figure:
+    """Each group's mean difference from the reference group per target, with 95 % intervals."""
     figure = go.Figure()
     for group in result.groups[1:]:
         rows = [result.comparison(target, group) for target in result.targets]
@@ -77,6 +81,7 @@ def difference_figure(result: TemplateProbeResult) -> go.Figure:
 
 
 def probabilities_figure(result: TemplateProbeResult) -> go.Figure:
+    """Each group's mean probability of every target."""
     figure = go.Figure()
     means = result.mean_probs
     for g, group in enumerate(result.groups):
@@ -91,6 +96,7 @@ def probabilities_figure(result: TemplateProbeResult) -> go.Figure:
 @register_figure(TemplateProbeResult)
 def template_probe_figure(result: TemplateProbeResult, view: str = "difference"
                           ) -> CaptionedFigure:
+    """The template probe as differences or probabilities (`view`), with its caption."""
     if view not in TEMPLATE_VIEWS:
         raise invalid_choice("view", view, TEMPLATE_VIEWS)
     scored = ("the target word after each group's template" if result.scored == "target"
@@ -113,6 +119,7 @@ def template_probe_figure(result: TemplateProbeResult, view: str = "difference"
 
 @register_figure(PairwiseLikelihoodResult)
 def pairwise_figure(result: PairwiseLikelihoodResult) -> CaptionedFigure:
+    """The share of pairs preferring the stereotypical sentence, per bias type."""
     summaries = result.by_type()
     figure = go.Figure(go.Bar(
         x=[plot_text(s.bias_type) for s in summaries],
@@ -136,6 +143,7 @@ def pairwise_figure(result: PairwiseLikelihoodResult) -> CaptionedFigure:
 @register_figure(GroupToxicityResult)
 def group_toxicity_figure(result: GroupToxicityResult, category: str | None = None
                           ) -> CaptionedFigure:
+    """Continuation scores per group in one category, with its caption."""
     category = category or result.categories[0]
     if category not in result.categories:
         raise invalid_choice("toxicity category", category, result.categories)
@@ -160,6 +168,7 @@ def group_toxicity_figure(result: GroupToxicityResult, category: str | None = No
 
 @register_figure(ConfidenceTrace)
 def confidence_figure(result: ConfidenceTrace) -> CaptionedFigure:
+    """Entropy, top-1 and actual-token probability along a text, low-confidence runs shaded."""
     labels = [plot_text(label) for label in axis_labels(result.tokens)]
     figure = go.Figure()
     for start, end in result.low_spans:
@@ -194,6 +203,7 @@ def confidence_figure(result: ConfidenceTrace) -> CaptionedFigure:
 
 @register_figure(ConsistencyResult)
 def consistency_figure(result: ConsistencyResult) -> CaptionedFigure:
+    """The answer's probability under each rewrite, as bars."""
     labels = [f"{i + 1}. {plot_text(short(r, 45))}" for i, r in enumerate(result.rewrites)]
     figure = go.Figure(go.Bar(
         x=result.answer_prob, y=labels, orientation="h",
@@ -212,6 +222,7 @@ def consistency_figure(result: ConsistencyResult) -> CaptionedFigure:
 
 
 def catalogue_table(result: FailureCatalogueResult) -> pd.DataFrame:
+    """Every failure case's prompt, greedy continuation and top-1 token, as a table."""
     return pd.DataFrame([{
         "case": o.case.name, "kind": o.case.kind, "prompt": o.case.prompt,
         "greedy continuation": o.continuation, "top-1 next token": o.top1_token,
@@ -221,6 +232,7 @@ def catalogue_table(result: FailureCatalogueResult) -> pd.DataFrame:
 
 @register_figure(FailureCatalogueResult)
 def catalogue_figure(result: FailureCatalogueResult) -> CaptionedTable:
+    """The failure catalogue's table with the count of cases that tripped."""
     tripped = sum(o.failed for o in result.outcomes)
     caption = (f"Each case run live on {md_escape(result.model_name)}, greedily (up to "
                f"{result.max_new_tokens} new tokens): {tripped} of {len(result.outcomes)} "

@@ -100,11 +100,11 @@ def ablation_hooks(heads: Sequence[Head], kind: str = "mean", means: torch.Tenso
             z = z.clone()
             chosen = list(layer_heads)
             if kind == "mean":
-                z[:, 1:, chosen] = means[layer, chosen].to(z.dtype).to(z.device)
+                z[:, 1:, chosen] = means[layer, chosen].to(z.dtype).to(z.device)  # type: ignore[index]  # checked above
             elif kind == "zero":
                 z[:, 1:, chosen] = 0
             else:
-                z[:, 1:, chosen] = replacement_z[layer][:, 1:, chosen].to(z.dtype).to(z.device)
+                z[:, 1:, chosen] = replacement_z[layer][:, 1:, chosen].to(z.dtype).to(z.device)  # type: ignore[index]  # checked above
             return z
         hooks.append((hook_name("z", layer), replace))
     return hooks

@@ -37,6 +37,7 @@ def has_gpt2_blocks(model) -> bool:
 
 
 def supports(model, method: str) -> bool:
+    """Whether `model` can run `method` (GPT-2-style blocks, or any bridged model where that is enough)."""
     supported = SUPPORTED_ARCHITECTURES[method]
     return supported == ANY_BRIDGED_MODEL or has_gpt2_blocks(model)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -39,7 +40,9 @@ from interp.patching.runs import (
 )
 
 
-def check_receivers(receivers, receiver_input: str, n_layers: int, n_heads: int) -> tuple:
+def check_receivers(receivers, receiver_input: str, n_layers: int, n_heads: int) -> Any:
+    """Validate path-patching receivers: `resid_final` (returned as that string), or (layer, head)
+    pairs in range (returned as a tuple of int pairs)."""
     if isinstance(receivers, str):
         if receivers != FINAL_RESIDUAL:
             raise InvalidOptionError(
@@ -133,6 +136,7 @@ def frozen_heads_hooks(sender_layer: int, heads: Sequence[int], up_to_layer: int
 @torch.no_grad()
 def path_to_final(model, sender_layer: int, heads: Sequence[int], receiving: dict, source: dict,
                   n_prompts: int, score) -> torch.Tensor:
+    """Path-patched metric scores of `heads` of one sender layer through the final residual stream only."""
     n_layers = model.info.n_layers
     hooks = frozen_heads_hooks(sender_layer, heads, n_layers, receiving, source, n_prompts)
     hidden = receiving[hook_name("resid_pre", sender_layer)].repeat(len(heads), 1, 1)
@@ -229,7 +233,7 @@ def patch_path_from(model, inputs: PatchingInputs, metric: PatchingMetric,
     runs = baseline_runs(model, inputs, metric, names)
     receiving, source = runs.receiving_and_source(direction)
     score = make_scorer(model, metric, runs.clean_log_probs)
-    result = {"senders": chosen_senders, "receivers": chosen_receivers,
+    result: dict[str, Any] = {"senders": chosen_senders, "receivers": chosen_receivers,
               "receiver_input": receiver_input, "direction": direction,
               "metric_name": metric.name, "clean_value": runs.clean_value,
               "corrupted_value": runs.corrupted_value}

@@ -170,6 +170,7 @@ class PatchingInputs:
         """
         if self.noise is not None:
             return min(self.noise.positions)
+        assert self.corrupted_tokens is not None  # inputs have corrupted tokens or noise
         differs = (self.clean_tokens != self.corrupted_tokens).any(dim=0)
         changed = torch.nonzero(differs).flatten()
         return int(changed[0]) if changed.numel() else self.n_positions
@@ -255,10 +256,8 @@ class PatchingResult:
         shape = self.normalized.shape
         rows = []
         for flat_index in order.tolist():
-            index = torch.unravel_index(torch.tensor(flat_index), shape)
-            index = [int(i) for i in index]
-            rows.append((self.label(index), float(self.effect[tuple(index)]),
-                         float(self.values[tuple(index)])))
+            index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat_index), shape))
+            rows.append((self.label(index), float(self.effect[index]), float(self.values[index])))
         return rows
 
 
@@ -313,11 +312,13 @@ def check_heads_exist(heads: Sequence[tuple[int, int]], n_layers: int, n_heads: 
 
 
 def check_direction(direction: str) -> None:
+    """Refuse a patching direction other than denoising or noising."""
     if direction not in DIRECTIONS:
         raise invalid_choice("patching direction", direction, DIRECTIONS)
 
 
 def check_metric_for(metric: PatchingMetric, inputs: PatchingInputs, model) -> None:
+    """Refuse a metric that does not fit the inputs (type, prompt count, vocabulary)."""
     if not isinstance(metric, PatchingMetric):
         raise InvalidOptionError(
             "The metric must be a PatchingMetric: use logit_diff_metric, correct_prob_metric or "
@@ -339,11 +340,13 @@ def check_metric_for(metric: PatchingMetric, inputs: PatchingInputs, model) -> N
 
 
 def check_batch_size(batch_size: int | None) -> None:
+    """Refuse a batch size that is not a positive integer or None."""
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
         raise InvalidOptionError(f"batch_size must be a positive whole number or None, not {batch_size!r}.")
 
 
 def normalize(values: torch.Tensor, clean_value: float, corrupted_value: float) -> torch.Tensor:
+    """(values - corrupted) / (clean - corrupted); NaN everywhere when clean equals corrupted."""
     gap = clean_value - corrupted_value
     if gap == 0:
         return torch.full_like(values, float("nan"))
@@ -363,6 +366,7 @@ def metric_from_logits(metric: PatchingMetric, logits: torch.Tensor,
     log_probs = torch.log_softmax(logits.float(), dim=-1)
     if metric.name == "correct_prob":
         return log_probs[:, prompt_index, correct].exp()
+    assert clean_log_probs is not None  # KL to clean: make_scorer passes the clean run's
     clean = clean_log_probs.unsqueeze(0)
     return (clean.exp() * (clean - log_probs)).sum(-1)
 

@@ -38,6 +38,7 @@ def hook_name(site: str, layer: int) -> str:
 def noise_hook(model, inputs: PatchingInputs):
     """A forward hook on the token embeddings adding the seeded noise of `inputs.noise`."""
     noise = inputs.noise
+    assert noise is not None  # only noise-corrupted inputs get this hook
     bridge = model.bridge
     embed_std = float(bridge.W_E.float().std())
     generator = torch.Generator().manual_seed(int(noise.seed))
@@ -58,7 +59,11 @@ def noise_hook(model, inputs: PatchingInputs):
 
 
 def corrupted_run_tokens(inputs: PatchingInputs) -> torch.Tensor:
-    return inputs.corrupted_tokens if inputs.noise is None else inputs.clean_tokens
+    """The tokens of the corrupted run: the corrupted prompts, or the clean ones when noise corrupts them."""
+    if inputs.noise is not None:
+        return inputs.clean_tokens
+    assert inputs.corrupted_tokens is not None  # inputs have corrupted tokens or noise
+    return inputs.corrupted_tokens
 
 
 def cached_run(model, tokens: torch.Tensor, names: Sequence[str], extra_hooks=()):
@@ -81,6 +86,7 @@ def cached_run(model, tokens: torch.Tensor, names: Sequence[str], extra_hooks=()
 
 
 def canonical_hook_name(model, name: str) -> str:
+    """The bridge's own name of a hook point given by any of its aliases."""
     return model.bridge.hook_dict[name].name
 
 
@@ -100,11 +106,11 @@ def make_scorer(model, metric: PatchingMetric, clean_log_probs: torch.Tensor | N
         offset = (b_u[correct] - b_u[wrong]) if b_u is not None else torch.zeros(n_prompts)
         direction, offset = direction.to(w_u.device), offset.to(w_u.device)
 
-        def score(last_resid: torch.Tensor) -> torch.Tensor:
+        def direct_score(last_resid: torch.Tensor) -> torch.Tensor:
             normalized = bridge.ln_final(last_resid.unsqueeze(1))[:, 0]
             normalized = normalized.view(-1, n_prompts, normalized.shape[-1])
             return (normalized * direction).sum(-1) + offset
-        return score
+        return direct_score
 
     def score(last_resid: torch.Tensor) -> torch.Tensor:
         normalized = bridge.ln_final(last_resid.unsqueeze(1))
@@ -129,6 +135,7 @@ def selectors(site: str, granularity: str, n_heads: int, n_pos: int) -> list[tup
 
 
 def result_shape(granularity: str, n_layers: int, n_heads: int, n_pos: int) -> tuple[int, ...]:
+    """The shape of a sweep's values for `granularity`."""
     return {"layer": (n_layers,), "layer_pos": (n_layers, n_pos), "head": (n_layers, n_heads),
             "head_pos": (n_layers, n_heads, n_pos)}[granularity]
 
@@ -214,6 +221,7 @@ class Runs:
 
     def scored_by(self, metric: PatchingMetric) -> Runs:
         """The same runs with `metric`'s per-prompt values (no new forward pass)."""
+        assert self.clean_last_logits is not None and self.corrupted_last_logits is not None
         return replace(
             self, clean_scores=metric_from_logits(metric, self.clean_last_logits,
                                                   self.clean_log_probs)[0].cpu(),
@@ -239,6 +247,7 @@ class Runs:
 
 
 def baseline_runs(model, inputs: PatchingInputs, metric: PatchingMetric, names: Sequence[str]) -> Runs:
+    """The clean and corrupted runs a sweep starts from: caches at `names`, logits and metric values."""
     clean_logits, clean_cache = cached_run(model, inputs.clean_tokens, names)
     noise_hooks = (noise_hook(model, inputs),) if inputs.noise is not None else ()
     corrupted_logits, corrupted_cache = cached_run(model, corrupted_run_tokens(inputs), names,
@@ -256,11 +265,13 @@ def tokens_per_pass(batch_size: int | None, n_pos: int) -> int:
 
 
 def chunks(items: Sequence, size: int) -> list[Sequence]:
+    """`items` in consecutive slices of at most `size`."""
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
 def run_options(inputs: PatchingInputs, sequences_per_pass: int) -> dict:
-    options = {"batch_size": sequences_per_pass}
+    """The options a result records about how it ran (batch size, and the noise if any)."""
+    options: dict[str, object] = {"batch_size": sequences_per_pass}
     if inputs.noise is not None:
         options["noise"] = {"positions": list(inputs.noise.positions), "scale": inputs.noise.scale,
                             "seed": inputs.noise.seed}

@@ -76,6 +76,7 @@ def probe_patches(model, first_corrupted: int, n_pos: int) -> list[Patch]:
 
 
 def check_staircase(model) -> StaircaseVerdict:
+    """Whether the fast staircase engine agrees with plain hooked runs on this model."""
     if not supports(model, STAIRCASE):
         return StaircaseVerdict(False, float("nan"), float("nan"),
                                 f"{model.info.architecture} blocks are not GPT-2's: the "
@@ -97,15 +98,16 @@ def check_staircase(model) -> StaircaseVerdict:
         for p in patches:
             first = p.first_changed(first_corrupted)
             fast.append(staircase_pass(model, [p], corrupted_cache, clean_cache, 1, logits_at,
-                                       first)[0])
+                                       first)[0])  # type: ignore[arg-type]  # its patches change a position
             reference.append(hooked_logits(model, [p], corrupted, clean_cache, 1)[0])
     except Exception as error:  # any failure of the re-implementation means: don't use it
         return StaircaseVerdict(False, float("nan"), float("nan"),
                                 f"the staircase engine failed its self-check "
                                 f"({type(error).__name__}: {error})")
-    fast, reference = torch.stack(fast).float().cpu(), torch.stack(reference).float().cpu()
-    difference = float((fast - reference).abs().max())
-    scale = float(reference.abs().max())
+    fast_logits = torch.stack(fast).float().cpu()
+    reference_logits = torch.stack(reference).float().cpu()
+    difference = float((fast_logits - reference_logits).abs().max())
+    scale = float(reference_logits.abs().max())
     trusted = difference <= RELATIVE_TOLERANCE * scale
     note = (f"staircase self-check: max |staircase - hooked| = {difference:.3g} of max |logit| "
             f"{scale:.3g} (tolerance {RELATIVE_TOLERANCE:g} x): "

@@ -168,7 +168,7 @@ def last_block_at_last_position(block, hidden: torch.Tensor, prefix: PrefixKeysV
     (no hook may then be watching this block's attention).
     """
     normalized = block.ln1(hidden)
-    attention_kwargs = {"past_key_values": prefix}
+    attention_kwargs: dict[str, object] = {"past_key_values": prefix}
     if last_query_only:
         attention = block.attn
         n_heads = attention.W_K.shape[0]
@@ -278,6 +278,7 @@ def staircase_pass(model, patches: Sequence[Patch], receiving: dict, source: dic
         after_last = by_entry.get((n_layers, False))
         if after_last:
             hidden = join(hidden, after_last, None, last_position_only=True)
+        assert hidden is not None  # every patch enters at some block
         scores = score(hidden[:, -1])
     position = {id(p): i for i, p in enumerate(row_order)}
     return scores[torch.tensor([position[id(p)] for p in patches])]

@@ -75,6 +75,7 @@ RANK_TIE_SHARE = 1e-5
 
 
 def rounding_ties(values: torch.Tensor) -> float:
+    """The tolerance under which two values rank as ties: a small share of the map's largest |value|."""
     return RANK_TIE_SHARE * float(values.abs().max()) if values.numel() else 0.0
 
 

@@ -10,6 +10,7 @@ the final LayerNorm's scale.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,8 +44,8 @@ class FeatureScan:
 
 
 @torch.no_grad()
-def feature_codes(sae, buffer, device) -> torch.Tensor:
-    """Feature activations of the whole buffer, chunk by chunk (a generator of [rows, d_sae])."""
+def feature_codes(sae, buffer, device) -> Iterator[tuple[int, torch.Tensor]]:
+    """Feature activations of the whole buffer, chunk by chunk: (first row, codes [rows, d_sae])."""
     for start, rows in buffer.chunks(CHUNK_ROWS):
         yield start, sae.encode(rows.to(device))
 

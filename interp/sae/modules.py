@@ -62,6 +62,8 @@ class SparseAutoencoder(nn.Module):
     """W_enc [d_in, d_sae], b_enc [d_sae], W_dec [d_sae, d_in], b_dec [d_in] (SAELens' names and
     layout), plus `threshold` [d_sae] for JumpReLU. `encode`/`decode`/`forward` take [..., d_in]."""
 
+    threshold: torch.Tensor  # a registered buffer
+
     def __init__(self, config: SAEConfig):
         super().__init__()
         self.config = config
@@ -102,7 +104,7 @@ class SparseAutoencoder(nn.Module):
     def activate(self, pre: torch.Tensor) -> torch.Tensor:
         """The sparse code from pre-activations, by the architecture's rule."""
         if self.config.architecture == "topk":
-            values, indices = pre.topk(self.config.k, dim=-1)
+            values, indices = pre.topk(self.config.k, dim=-1)  # type: ignore[arg-type]  # TopK configs have k
             return torch.zeros_like(pre).scatter(-1, indices, values.relu())
         if self.config.architecture == "jumprelu":
             return pre * (pre > self.threshold)

@@ -90,6 +90,7 @@ def explain_run(run: SAERun) -> Explanation:
 
 @register_csv(FeatureScan)
 def features_csv(scan: FeatureScan) -> bytes:
+    """A feature scan as CSV bytes, one row per feature."""
     return table_to_csv(["feature", "frequency", "max_activation", "mean_when_active"],
                         [(i, float(scan.frequency[i]), float(scan.max_activation[i]),
                           float(scan.mean_active[i])) for i in range(len(scan.frequency))])
@@ -97,6 +98,7 @@ def features_csv(scan: FeatureScan) -> bytes:
 
 @register_csv(FeatureReport)
 def feature_contexts_csv(report: FeatureReport) -> bytes:
+    """A feature's top and quantile-band contexts as CSV bytes."""
     rows = [("top", context_text(c), c.value) for c in report.top_contexts]
     rows += [(band, context_text(c), c.value) for band, contexts in report.bands
              for c in contexts]
@@ -105,6 +107,7 @@ def feature_contexts_csv(report: FeatureReport) -> bytes:
 
 @register_csv(PromptFeatures)
 def prompt_features_csv(result: PromptFeatures) -> bytes:
+    """A prompt's feature activations as CSV bytes, one row per token."""
     return table_to_csv(["position", "token", *[f"F{f}" for f in result.features]],
                         [(p, t, *result.activations[p].tolist())
                          for p, t in enumerate(result.tokens)])
@@ -112,6 +115,7 @@ def prompt_features_csv(result: PromptFeatures) -> bytes:
 
 @register_csv(TrainedSAE)
 def training_csv(trained: TrainedSAE) -> bytes:
+    """A training run's history as CSV bytes, one row per evaluation step."""
     return table_to_csv(["step", "loss", "mse", "l0", "explained_variance", "dead_features"],
                         [(p.step, p.loss, p.mse, p.l0, p.explained_variance, p.dead_features)
                          for p in trained.history])

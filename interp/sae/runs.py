@@ -47,12 +47,14 @@ class SAERun:
 
 
 def new_buffer_folder() -> Path:
+    """A new, empty folder for an activation buffer."""
     BUFFER_ROOT.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix="buffer-", dir=BUFFER_ROOT))
 
 
 def assess(model, sae: SparseAutoencoder, buffer: ActivationBuffer, source: str,
            trained: TrainedSAE | None = None, progress: Progress | None = None) -> SAERun:
+    """Scan, score and describe an SAE on `buffer`, as the page's run result."""
     if progress is not None:
         progress(0.95, "Scanning features and splicing the SAE into the model")
     sae = sae.to(model.device)

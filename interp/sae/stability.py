@@ -46,6 +46,7 @@ def best_cosines(first, second) -> torch.Tensor:
 
 def compare_seeds(first: TrainedSAE, second: TrainedSAE,
                   threshold: float = MATCH_COSINE) -> SeedStability:
+    """How many of one SAE's features reappear (decoder cosine at least `threshold`) in one from another seed."""
     return SeedStability(seed=first.config.seed, other_seed=second.config.seed,
                          best_cosine=best_cosines(first.sae, second.sae), threshold=threshold,
                          hook_name=first.hook_name, model_name=first.model_name)

@@ -115,6 +115,7 @@ def torch_threads(threads: int | None) -> Iterator[None]:
 
 
 def learning_rate_at(step: int, config: TrainingConfig) -> float:
+    """The learning rate at `step`: linear warm-up, constant, then linear decay over the last fifth."""
     warm = min(1.0, (step + 1) / max(config.warmup_steps, 1))
     decay_start = int(config.steps * 0.8)
     decay = 1.0 if step < decay_start else max(0.0, (config.steps - step) /
@@ -187,11 +188,12 @@ class Trainer:
         self.held_out = self.sae.prepare(buffer.rows(self.held_out_rows, self.device))[0] * self.scale
         self.optimizer = torch.optim.Adam(self.sae.parameters(), lr=config.learning_rate,
                                           betas=(0.9, 0.999))
-        self.threshold = None  # BatchTopK's running inference threshold
+        self.threshold: float | None = None  # BatchTopK's running inference threshold
         self.last_fired = torch.zeros(d_sae, dtype=torch.long, device=self.device)
         self.tokens_seen = 0
         self.history: list[TrainingPoint] = []
-        self.best_loss, self.best_step, self.best_state = math.inf, 0, None
+        self.best_loss, self.best_step = math.inf, 0
+        self.best_state: tuple[dict, float | None] | None = None
         self.step = 0
         self.started = time.perf_counter()
 
@@ -208,15 +210,15 @@ class Trainer:
         gradients from pre-activations [B, d_sae]; BatchTopK's training pick updates its
         running inference threshold."""
         if self.config.architecture == "topk":
-            values, features = pre.topk(self.sae.config.k, dim=-1)
+            values, features = pre.topk(self.sae.config.k, dim=-1)  # type: ignore[arg-type]  # TopK configs have k
             rows = torch.arange(pre.shape[0], device=pre.device)[:, None].expand_as(features)
             keep = values > 0
             return rows[keep], features[keep]
         if not training:
             rows, features = (pre > (self.threshold or 0.0)).nonzero(as_tuple=True)
             return rows, features
-        keep = min(self.config.k * pre.shape[0], pre.numel())
-        values, flat = pre.relu().flatten().topk(keep)
+        kept = min(self.config.k * pre.shape[0], pre.numel())
+        values, flat = pre.relu().flatten().topk(kept)
         flat = flat[values > 0]
         if len(flat):
             value = float(values[values > 0].min())
@@ -283,6 +285,7 @@ class Trainer:
         with torch.no_grad():
             directions = self.sae.unit_decoder_directions()
             grad = self.sae.W_dec.grad
+            assert grad is not None  # the loss reads the decoder
             grad -= (grad * directions).sum(-1, keepdim=True) * directions
         self.optimizer.step()
         with torch.no_grad():
