@@ -84,6 +84,7 @@ def embedded_record(run: SavedRun) -> dict:
 
 
 def stamp_html(outcome: Reproduction | None) -> str:
+    """The report's stamp: not yet checked, reproduced, or the differences found."""
     if outcome is None:
         return ('<div class="stamp unchecked">Not yet reproduced: run '
                 "<code>interp.report.reproduce_report</code> on this file to check it.</div>")
@@ -97,6 +98,7 @@ def stamp_html(outcome: Reproduction | None) -> str:
 
 
 def table_html(data: bytes) -> str:
+    """An HTML table of CSV bytes (its first rows; every cell escaped)."""
     rows = table_rows(data)
     if not rows:
         return ""
@@ -109,6 +111,8 @@ def table_html(data: bytes) -> str:
 
 
 def run_section(index: int, run: SavedRun, outcome: Reproduction | None) -> str:
+    """One run's section of the report: title, stamp, inputs, figures, tables,
+    explanation."""
     record = run.record
     parts = [f"<section id=\"run-{index}\"><h2>{html.escape(record.title or record.method)}</h2>",
              stamp_html(outcome),

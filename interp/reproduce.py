@@ -35,13 +35,17 @@ def resolve_function(name: str) -> Callable:
     if not module_name.startswith("interp.") or not qualname or "<" in qualname:
         raise InvalidOptionError(f"{name!r} is not an interp function; a run can only be "
                                  "reproduced through interp's own functions.")
-    target = importlib.import_module(module_name)
+    target: object = importlib.import_module(module_name)
     for part in qualname.split("."):
         target = getattr(target, part)
+    if not callable(target):
+        raise InvalidOptionError(f"{name!r} names no function of interp.")
     return target
 
 
 def decode_argument(value, load_model: Callable):
+    """A recorded argument back as a value: {"$model": name} loads that model; lists and
+    dicts recursively."""
     if isinstance(value, dict) and set(value) == {"$model"}:
         return load_model(value["$model"])
     if isinstance(value, list):

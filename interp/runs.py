@@ -20,6 +20,7 @@ Making a run again from its recorded calls is `interp.reproduce`; reports, `inte
 
 from __future__ import annotations
 
+import builtins
 import csv
 import dataclasses
 import hashlib
@@ -216,6 +217,7 @@ def named_tensors(value, prefix: str = "") -> dict[str, torch.Tensor]:
 
 
 def join(prefix: str, name: str) -> str:
+    """A dotted name of `name` under `prefix` (just `name` at the top)."""
     return f"{prefix}.{name}" if prefix else name
 
 
@@ -223,7 +225,7 @@ def scalar_summary(result) -> dict:
     """A result's top-level scalar and short-text fields (its headline numbers and labels)."""
     if not dataclasses.is_dataclass(result):
         return {}
-    summary = {}
+    summary: dict[str, object] = {}
     for item in dataclasses.fields(result):
         value = getattr(result, item.name)
         if isinstance(value, bool) or isinstance(value, (int, str)) and len(str(value)) <= 500:
@@ -288,6 +290,8 @@ def describe_call(fn: Callable, args: Sequence = (), kwargs: Mapping | None = No
 
 
 def encode_argument(value):
+    """An interp call's argument as JSON (a model as {"$model": name}); TypeError when it
+    has no JSON form."""
     if hasattr(value, "bridge") and hasattr(value, "info"):
         return {"$model": value.name}
     if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
@@ -344,6 +348,7 @@ def record_fields(record: RunRecord) -> dict:
 
 
 def json_safe(value):
+    """A value in JSON-ready Python types (`interp.export.plain`)."""
     from interp.export import plain
 
     return plain(value)
@@ -372,6 +377,8 @@ def record_from_fields(fields: Mapping, tensors: Mapping[str, torch.Tensor],
 
 
 def canonical(value) -> bytes:
+    """Canonical JSON bytes of `value` (sorted keys, no spaces), the input of content
+    hashes."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
@@ -387,6 +394,7 @@ def content_hash(fields: Mapping, blobs: Mapping[str, tuple[str, bytes]]) -> str
 
 
 def tensors_to_bytes(tensors: Mapping[str, torch.Tensor]) -> bytes:
+    """Tensors as one safetensors file (on the CPU, contiguous)."""
     return save_safetensors({name: t.detach().cpu().contiguous() for name, t in tensors.items()})
 
 
@@ -447,6 +455,7 @@ SUMMARY_QUERY = sa.select(
 
 
 def summary_of(row) -> RunSummary:
+    """The listing entry of a runs-table row."""
     return RunSummary(str(row.id), str(row.content_hash), float(row.created_at), str(row.page),
                       str(row.method), str(row.model_name), str(row.title), int(row.size_bytes),
                       bool(row.tensors_omitted))
@@ -479,6 +488,7 @@ def as_url(location: str | Path | None) -> str:
 
 
 def is_unreadable_database(error: BaseException) -> bool:
+    """Whether a database error means the file is not (or no longer) a SQLite database."""
     text = str(error).lower()
     return "file is not a database" in text or "database disk image is malformed" in text
 
@@ -586,7 +596,7 @@ class RunStore:
 
     def _move_unreadable_file(self) -> None:
         self.engine.dispose()
-        path = Path(self.url.database)
+        path = Path(str(self.url.database))
         moved = path.with_name(f"{path.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}"
                                f"-{uuid.uuid4().hex[:6]}")
         try:
@@ -678,11 +688,11 @@ class RunStore:
                     problems.append(f"Run {row.id} was skipped: its row is unreadable ({error}).")
         return Listing(tuple(found), tuple(problems))
 
-    def pages(self) -> list[str]:
+    def pages(self) -> builtins.list[str]:
         with self.engine.connect() as connection:
             return sorted(connection.execute(sa.select(RUNS.c.page).distinct()).scalars())
 
-    def models(self) -> list[str]:
+    def models(self) -> builtins.list[str]:
         with self.engine.connect() as connection:
             return sorted(connection.execute(sa.select(RUNS.c.model_name).distinct()).scalars())
 
@@ -713,7 +723,7 @@ class RunStore:
                                      .order_by(None).order_by(RUNS.c.created_at)).first()
         return None if row is None else summary_of(row)
 
-    def lineage(self, run_id: str, max_depth: int = 20) -> list[LineageStep]:
+    def lineage(self, run_id: str, max_depth: int = 20) -> builtins.list[LineageStep]:
         """The runs this run was built from, and theirs, by content hash (a parent no longer in
         the store appears with `run` None)."""
         steps: list[LineageStep] = []
@@ -802,12 +812,16 @@ class RunStore:
 
 
 def search_text(fields: Mapping) -> str:
+    """The lower-cased text a run is found by: title, method, page, model, prompts,
+    options."""
     return "\n".join([fields["title"], fields["method"], fields["page"], fields["model"]["name"],
                       *fields["prompts"], json.dumps(fields["options"])]).lower()
 
 
 def assemble(run_id: str, digest: str, created_at: float, fields: Mapping,
              blobs: Mapping[str, tuple[str, bytes]], size: int, omitted: bool) -> SavedRun:
+    """A saved run from its stored fields and blobs; a damaged blob is dropped with a
+    problem noted."""
     problems = []
     tensors: dict[str, torch.Tensor] = {}
     if TENSORS_BLOB in blobs:

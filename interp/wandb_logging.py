@@ -20,6 +20,7 @@ DEFAULT_PROJECT = "gpt2-workbench"
 
 
 def wandb_key(secrets: Mapping | None = None, environ: Mapping[str, str] | None = None) -> str:
+    """The W&B API key from the environment or secrets ("" when none; never logged)."""
     environ = os.environ if environ is None else environ
     return str(environ.get(KEY_NAME) or (secrets or {}).get(KEY_NAME) or "").strip()
 
@@ -34,6 +35,8 @@ def wandb_enabled(secrets: Mapping | None = None,
 
 
 def run_config(saved: SavedRun) -> dict:
+    """A saved run's W&B config: page, method, model and revision, ids, options,
+    versions."""
     record = saved.record
     return {"page": record.page, "method": record.method, "model": record.model.name,
             "model_revision": record.model.revision, "workbench_run_id": saved.id,
@@ -42,6 +45,7 @@ def run_config(saved: SavedRun) -> dict:
 
 
 def scalar_metrics(saved: SavedRun) -> dict:
+    """A saved run's numeric summary values and timings, as W&B metrics."""
     metrics = {name: value for name, value in saved.record.summary.items()
                if isinstance(value, (int, float)) and not isinstance(value, bool)}
     metrics.update({f"timing/{name}": value for name, value in saved.record.timings.items()})
@@ -66,7 +70,9 @@ def log_run(saved: SavedRun, secrets: Mapping | None = None, project: str | None
             for name, data in saved.record.tables.items():
                 rows = table_rows(data)
                 if rows:
-                    logged[f"table/{name}"] = wandb.Table(columns=rows[0], data=rows[1:])
+                    # wandb annotates columns as list[str | int]; a list[str] is one.
+                    logged[f"table/{name}"] = wandb.Table(columns=list[str | int](rows[0]),
+                                                          data=rows[1:])
             for index, spec in enumerate(saved.record.figures):
                 logged[f"figure/{index}"] = wandb.Plotly(pio.from_json(spec))
             run.log(logged)
