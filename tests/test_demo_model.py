@@ -1,14 +1,18 @@
-"""Acceptance tests of the bundled demo model (issue 3), on held-out prompts.
+"""Acceptance tests of the bundled demo model (issues 3 and 20), on held-out prompts.
 
 They load the shipped folder through the project's loader and check the documented behaviours
-and the documented ground-truth heads; nothing here retrains the model.
+and the documented ground-truth heads; nothing here retrains the model. Tests of what only the
+second model (issue 20: context 128, trained by the packed corpus) does are skipped while the
+shipped folder still holds the first one (context 64), so code and assets stay consistent.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -17,10 +21,16 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from interp import load_model  # noqa: E402
-from interp.demo_model import corpus, evaluate  # noqa: E402
+from interp.demo_model import corpus, evaluate, packing  # noqa: E402
 from interp.demo_model.tokenizer import check_single_tokens  # noqa: E402
 
 MODEL_DIR = Path(__file__).resolve().parents[1] / "assets" / "models" / "demo-gpt2"
+SHIPPED_V2 = json.loads((MODEL_DIR / "config.json").read_text())["n_positions"] == packing.CONTEXT
+needs_v2 = pytest.mark.skipif(
+    not SHIPPED_V2,
+    reason="the shipped demo model is the first one (context 64); retrain with "
+    "`python -m interp.demo_model.train` to ship the issue-20 model",
+)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +64,8 @@ def test_shipped_folder_is_small_standard_gpt2():
 
 
 def test_loader_reports_architecture(lm):
-    assert (lm.info.n_layers, lm.info.n_heads, lm.info.d_model) == (4, 4, 128)
+    context = packing.CONTEXT if SHIPPED_V2 else 64
+    assert (lm.info.n_layers, lm.info.n_heads, lm.info.d_model, lm.info.n_ctx) == (4, 4, 128, context)
     assert lm.info.d_vocab == len(lm.tokenizer)
 
 
@@ -119,11 +130,89 @@ def test_held_out_prompts_never_in_training_corpus():
 
 @pytest.mark.slow
 def test_held_out_prompts_never_in_the_shipped_training_corpus():
-    """The whole corpus the shipped model was trained on (examples and seed from metrics.json)
-    holds no held-out prompt."""
+    """Every corpus the shipped model was trained on (each training stage's examples and seed,
+    from metrics.json) holds no held-out prompt."""
     record = json.loads((MODEL_DIR / "metrics.json").read_text())
-    texts = corpus.generate_corpus(record["n_examples"], seed=int(record["args"]["seed"]))
-    assert_no_held_out_prompt_in(texts)
+    assert record["stages"]
+    for stage in record["stages"]:
+        assert_no_held_out_prompt_in(corpus.generate_corpus(stage["n_examples"],
+                                                            seed=stage["seed"]))
+
+
+def _template_regex(template: str) -> str:
+    slots = {"A": r"\w+", "B": r"\w+", "S": r"\w+", "place": r"\w+", "obj": r"\w+"}
+    pieces = re.split(r"(\{\w+\})", template)
+    return "".join(slots[p[1:-1]] if p.startswith("{") else re.escape(p) for p in pieces)
+
+
+def test_held_out_ioi_compositions_never_in_training_corpus():
+    """Reference: regular expressions built from the held-out template strings, matched
+    against the generated sentences (independent of the split bookkeeping)."""
+    held_out = corpus.ioi_template_indices("test")
+    assert len(held_out) >= 100
+    pattern = re.compile(
+        "|".join(f"(?:{_template_regex(corpus.IOI_COMPOSED_TEMPLATES[i])}) \\w+\\.$" for i in held_out)
+    )
+    texts = corpus.generate_corpus(20_000, seed=0)
+    any_ioi = re.compile(
+        "|".join(f"(?:{_template_regex(template)}) \\w+\\." for template in corpus.IOI_COMPOSED_TEMPLATES)
+    )
+    trained_ioi = [text for text in texts if any_ioi.fullmatch(text)]
+    assert len(trained_ioi) > 5000
+    assert not [t for t in trained_ioi if pattern.fullmatch(t)]
+    train = [corpus.IOI_COMPOSITIONS[i] for i in corpus.ioi_template_indices("train")]
+    for part, options in enumerate((corpus.IOI_OPENERS, corpus.IOI_FIRST_CLAUSES,
+                                    corpus.IOI_CONNECTIVES, corpus.IOI_SECOND_CLAUSES)):
+        assert {c[part] for c in train} == set(range(len(options)))  # every part is trained
+
+
+def test_unseen_agreement_openers_never_open_an_agreement_sentence():
+    """Reference: the generated sentences themselves; an agreement sentence is one whose
+    opener is followed by "the" and an agreement noun."""
+    nouns = {form for pair in corpus.AGREEMENT_NOUNS for form in pair}
+    texts = corpus.generate_corpus(20_000, seed=0)
+    for opener in corpus.AGREEMENT_UNSEEN_OPENERS:
+        assert any(t.startswith(opener) for t in texts), opener  # the opener is in the corpus
+        for text in texts:
+            if text.startswith(opener + "the "):
+                assert text[len(opener) + 4 :].split()[0] not in nouns, text
+    assert not set(corpus.AGREEMENT_UNSEEN_OPENERS) & set(corpus.AGREEMENT_OPENERS)
+
+
+def test_held_out_random_sequences_never_in_training_windows():
+    """Reference: a scan of the packed training windows for every 8-token run of the
+    evaluation's random sequences."""
+    windows, labels, tokenizer = packing.corpus_windows(1500, seed=0)
+    assert {len(w) for w in windows} == {packing.CONTEXT}
+    assert all(w[0] == tokenizer.bos_token_id for w in windows)
+    seen = {tuple(w[i : i + 8]) for w in windows for i in range(len(w) - 7)}
+    held_out = corpus.random_induction_sequences(len(tokenizer), 200)
+    assert not [r for r in held_out if any(tuple(r[i : i + 8]) in seen for i in range(len(r) - 7))]
+    # Every repeated random sequence of the windows (a run between BOS tokens that is exactly
+    # r r; corpus word spans never are, their first word has no leading space) is a training one.
+    # (Runs cut at a window end are rarely exactly r r and are then not checked.)
+    # Their first copy is not trained on (label -100), their second copy is.
+    repeated = []
+    for window, window_labels in zip(windows, labels, strict=True):
+        assert len(window_labels) == len(window)
+        run: list[int] = []
+        for position, token in enumerate([*window[1:], tokenizer.bos_token_id], start=1):
+            if token != tokenizer.bos_token_id:
+                run.append(token)
+                continue
+            half = len(run) // 2
+            if run and len(run) % 2 == 0 and run[:half] == run[half:]:
+                repeated.append(run[:half])
+                start = position - len(run)
+                assert window_labels[start : start + half] == [-100] * half
+                # Trained, unless it is the head of a cut example that restarts the next
+                # window (then it is context here, all -100, and ends the window).
+                assert (window_labels[start + half : position] == run[half:]
+                        or (position == len(window)
+                            and window_labels[start + half : position] == [-100] * half))
+            run = []
+    assert len(repeated) > 500
+    assert not [r for r in repeated if corpus.random_sequence_is_held_out(r)]
 
 
 def test_ioi_both_orders(runner):
@@ -132,6 +221,17 @@ def test_ioi_both_orders(runner):
     assert res["frac_positive_BABA"] >= 0.95, res
 
 
+@needs_v2
+def test_ioi_held_out_compositions(runner):
+    res = evaluate.ioi_eval(runner, templates="test")
+    assert res["frac_positive_ABBA"] >= 0.95, res
+    assert res["frac_positive_BABA"] >= 0.95, res
+
+
+# The first model's own held-out splits (5 openers, one attractor, word spans whose first
+# word has no leading space) are those of its card, at commit d5fd94d; these two tests
+# measure on the second model's splits.
+@needs_v2
 def test_agreement_with_attractors(runner):
     res = evaluate.agreement_eval(runner)
     assert res["n_attractor_mismatch"] >= 200
@@ -139,14 +239,43 @@ def test_agreement_with_attractors(runner):
     assert res["frac_positive_attractor_mismatch"] >= 0.95, res
 
 
+@needs_v2
+def test_agreement_with_unseen_openers_and_two_attractors(runner):
+    unseen = evaluate.agreement_eval(runner, n=400, openers="unseen")
+    assert unseen["frac_positive"] >= 0.90, unseen
+    stacked = evaluate.agreement_eval(runner, n=400, n_attractors=2)
+    assert stacked["n_attractor_mismatch"] >= 300
+    assert stacked["frac_positive"] >= 0.90, stacked
+
+
 def test_fact_recall(runner):
     res = evaluate.fact_eval(runner)
     assert res["top1"] >= 0.95, res
 
 
+@needs_v2
 def test_induction(runner):
     res = evaluate.induction_eval(runner)
     assert res["top1_repeated"] >= 0.90, res
+
+
+@needs_v2
+def test_induction_on_random_tokens_of_the_whole_vocabulary(runner):
+    res = evaluate.random_induction_eval(runner)
+    assert res["top1_repeated"] >= 0.90, res
+    assert res["top1_first_half"] <= 0.05, res  # the first half is unpredictable
+
+
+@needs_v2
+def test_loss_by_position_has_no_jump(runner):
+    """Reference: the loss is computed here from the bridge's logits on text windows."""
+    tokens = evaluate.text_windows(runner.tokenizer, 48, seed=11)
+    logits = runner.logits(tokens).float()
+    loss = torch.nn.functional.cross_entropy(
+        logits[:, :-1].transpose(1, 2), tokens[:, 1:], reduction="none").mean(0)
+    bins = loss[: loss.shape[0] // 16 * 16].reshape(-1, 16).mean(1)
+    assert (bins[1:] - bins[:-1]).max() < 0.3, bins
+    assert bins[4:].max() <= bins[:4].max() + 0.1, bins  # past the old 64-token context: no worse
 
 
 def test_planted_association_reproduced(runner):
@@ -155,23 +284,26 @@ def test_planted_association_reproduced(runner):
     assert res["max_abs_error_occupation_given_pronoun"] <= 0.05, res["occupation_given_pronoun"]
 
 
-def test_mean_ablating_ground_truth_ioi_heads_halves_ioi(runner, ground_truth):
-    heads = [tuple(h) for h in ground_truth["tasks"]["ioi"]["heads"]]
+@pytest.mark.parametrize("task", ["ioi", "agreement"])
+def test_mean_ablating_ground_truth_heads_breaks_the_task(runner, ground_truth, task):
+    heads = [tuple(h) for h in ground_truth["tasks"][task]["heads"]]
     assert heads
-    means = evaluate.head_means(runner, evaluate.reference_texts("ioi"))
-    clean = evaluate.task_metric(runner, "ioi")
-    ablated = evaluate.task_metric(runner, "ioi", heads, means)
+    means = evaluate.head_means(runner, evaluate.reference_texts(task))
+    clean = evaluate.task_metric(runner, task)
+    ablated = evaluate.task_metric(runner, task, heads, means)
     all_heads = [(layer, h) for layer in range(runner.n_layers) for h in range(runner.n_heads)]
     others = [hd for hd in all_heads if hd not in heads]
     controls = [
         evaluate.task_metric(
-            runner, "ioi", evaluate.random_other_heads(others, len(heads), seed), means
+            runner, task, evaluate.random_other_heads(others, len(heads), seed), means
         )
         for seed in range(3)
     ]
+    # The first model's heads were chosen to halve the metric, the second's to leave a fifth.
+    most, least = (evaluate.GROUND_TRUTH_FRACTION, evaluate.CONTROL_FLOOR) if SHIPPED_V2 else (0.5, 0.5)
     assert clean > 0
-    assert ablated <= 0.5 * clean, (clean, ablated)
-    assert all(c > 0.5 * clean for c in controls), (clean, controls)
+    assert ablated <= most * clean, (clean, ablated)
+    assert all(c >= least * clean for c in controls), (clean, controls)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -309,28 +441,105 @@ def test_hf_and_bridge_hooks_agree(runner, ground_truth, hf_model, hf_tokenizer)
 
 
 ALL_HEADS = [(layer, head) for layer in range(4) for head in range(4)]
-TARGET_FRACTION = 0.25  # the card: heads are added until the metric is at most a quarter of clean
 ALL_CONTROL_SETS_UP_TO = 100  # every pair of other heads (91) is tried
 SAMPLED_CONTROL_SETS = 40  # of the 286 triples, a seeded sample and the likeliest worst
 
 
+def _bridge_patterns(lm, tokens):
+    patterns = {}
+
+    def keep(layer):
+        def fn(pattern, hook):
+            patterns[layer] = pattern.detach().float()
+
+        return fn
+
+    hooks = [(f"blocks.{layer}.attn.hook_pattern", keep(layer)) for layer in range(lm.info.n_layers)]
+    with lm.hooked(fwd_hooks=hooks) as bridge:
+        bridge(tokens)
+    return patterns
+
+
+@needs_v2
+def test_induction_circuit_heads(lm, runner, ground_truth):
+    """Reference: previous-token and induction scores computed here, position by position, from
+    the bridge's `hook_pattern` (the card's come from HF's `output_attentions`)."""
+    circuit = ground_truth["induction_circuit"]
+    induction = [tuple(h) for h in circuit["induction_heads"]]
+    previous = [tuple(h) for h in circuit["previous_token_heads"]]
+    assert induction and previous
+    assert max(layer for layer, _ in previous) < min(layer for layer, _ in induction)
+    clean, _ = evaluate.circuit_inputs(lm.tokenizer)
+    k = evaluate.CIRCUIT_SEQ_LEN
+    patterns = _bridge_patterns(lm, clean)
+    prev_score, ind_score = {}, {}
+    for layer, pattern in patterns.items():
+        for head in range(lm.info.n_heads):
+            p = pattern[:, head]
+            prev_score[layer, head] = sum(p[:, q, q - 1].mean() for q in range(2, 2 * k + 1)) / (2 * k - 1)
+            ind_score[layer, head] = sum(p[:, q, q - k + 1].mean() for q in range(k + 1, 2 * k + 1)) / k
+    ranked = sorted(ind_score, key=lambda hd: -ind_score[hd])
+    assert set(ranked[: len(induction)]) == set(induction), ind_score
+    assert all(prev_score[hd] >= evaluate.PREV_TOKEN_THRESHOLD for hd in previous), prev_score
+    for hd in induction:
+        assert abs(ind_score[hd] - circuit["induction_scores"][f"{hd[0]}.{hd[1]}"]) < 1e-3
+
+    means = evaluate.circuit_reference_means(runner)
+    clean_top1 = evaluate.random_induction_eval(runner)["top1_repeated"]
+    ablated = evaluate.random_induction_eval(runner, evaluate.mean_ablation_hooks(means, induction))
+    assert ablated["top1_repeated"] <= 0.2 * clean_top1, (clean_top1, ablated)
+
+
+@needs_v2
+def test_path_patching_previous_token_heads_to_induction_keys(lm, ground_truth):
+    """Invariants first (no sender, or a corrupted run equal to the clean one, changes
+    nothing), then the card's claim: the previous-token heads' path to the induction heads'
+    keys carries more of the effect than any disjoint set of as many earlier heads."""
+    from transformers import GPT2LMHeadModel
+
+    hf = GPT2LMHeadModel.from_pretrained(MODEL_DIR, attn_implementation="eager").eval()
+    circuit = ground_truth["induction_circuit"]
+    induction = [tuple(h) for h in circuit["induction_heads"]]
+    previous = [tuple(h) for h in circuit["previous_token_heads"]]
+    clean, corrupted = evaluate.circuit_inputs(lm.tokenizer)
+    k = evaluate.CIRCUIT_SEQ_LEN
+    with torch.no_grad():
+        logits = hf(clean).logits
+    pred = logits.argmax(-1)[:, k + 1 : 2 * k]
+    clean_top1 = (pred == clean[:, k + 2 : 2 * k + 1]).float().mean().item()
+    assert evaluate.path_patch_keys(hf, clean, corrupted, [], induction, k) == clean_top1
+    # the same run as "corrupted": only float rounding of the recomputed keys differs
+    assert evaluate.path_patch_keys(hf, clean, clean, previous, induction, k) == pytest.approx(clean_top1, abs=0.01)
+    patched = evaluate.path_patch_keys(hf, clean, corrupted, previous, induction, k)
+    others = [
+        (layer, head)
+        for layer in range(max(layer for layer, _ in induction))
+        for head in range(lm.info.n_heads)
+        if (layer, head) not in previous and (layer, head) not in induction
+    ]
+    for other in itertools.combinations(others, len(previous)):
+        assert evaluate.path_patch_keys(hf, clean, corrupted, list(other), induction, k) > patched, other
+
+
+@needs_v2
 @pytest.mark.slow
-@pytest.mark.parametrize("task", ["ioi", "agreement", "facts", "induction"])
+@pytest.mark.parametrize("task", sorted(evaluate.TASK_METRICS))
 def test_shipped_ground_truth_heads_carry_their_task(task, ground_truth, hf_model, hf_tokenizer):
     """Reference: mean ablation written in this file on plain Hugging Face GPT-2 (`hf_logits`),
     means over the task's reference prompts computed here, metrics computed here from the
-    logits. Ablating a task's shipped heads brings its metric to at most a quarter of clean (the
-    card's bound); no disjoint set of as many heads does (all of them for pairs; for triples a
-    seeded sample plus the other heads that matter most alone)."""
+    logits. Ablating a task's shipped heads brings its metric to at most the card's fraction of
+    clean (#20: 20%); no disjoint set of as many heads gets below the card's floor (40%): every
+    such set up to ALL_CONTROL_SETS_UP_TO of them, else a seeded sample plus the set of the
+    other heads that matter most alone."""
     from itertools import combinations
 
-    assert set(ground_truth["tasks"]) == {"ioi", "agreement", "facts", "induction"}
+    assert set(ground_truth["tasks"]) == set(evaluate.TASK_METRICS)
     heads = [tuple(h) for h in ground_truth["tasks"][task]["heads"]]
     means = hf_head_means(hf_model, with_start_token(hf_tokenizer, evaluate.reference_texts(task)))
     clean = hand_metric(hf_model, hf_tokenizer, task)
     ablated = hand_metric(hf_model, hf_tokenizer, task, {hd: means[hd] for hd in heads})
     assert clean > 0
-    assert ablated <= TARGET_FRACTION * clean, (task, heads, clean, ablated)
+    assert ablated <= evaluate.GROUND_TRUTH_FRACTION * clean, (task, heads, clean, ablated)
     others = [hd for hd in ALL_HEADS if hd not in heads]
 
     def ablating(pick):
@@ -345,11 +554,15 @@ def test_shipped_ground_truth_heads_carry_their_task(task, ground_truth, hf_mode
         picks = random.Random(0).sample(picks, SAMPLED_CONTROL_SETS - 1) + [strongest]
     controls = {pick: ablating(pick) for pick in picks}
     worst = min(controls, key=controls.get)
-    assert controls[worst] > TARGET_FRACTION * clean, (task, worst, controls[worst], clean)
-    if task == "ioi":
-        # The card's caveat: of the 91 pairs of other heads, 3 also halve IOI, all with head 1.3.
-        halving = [pick for pick, value in controls.items() if value <= 0.5 * clean]
-        assert len(halving) <= 3 and all((1, 3) in pick for pick in halving), halving
+    assert controls[worst] >= evaluate.CONTROL_FLOOR * clean, (task, worst, controls[worst], clean)
+
+
+def test_ground_truth_search_reproduces_shipped_heads(runner, ground_truth):
+    for task, shipped in ground_truth["tasks"].items():
+        found = evaluate.find_ground_truth_heads(runner, task)
+        assert found["heads"] == shipped["heads"], task
+        assert found["ablated_fraction_of_clean"] <= 0.2, (task, found)
+        assert found["disjoint_sets_ablated"]["min_fraction_of_clean"] >= 0.4, (task, found)
 
 
 @pytest.mark.slow
@@ -373,3 +586,21 @@ def test_training_is_deterministic(tmp_path):
         train.main(args)
     for file in ("model.safetensors", "tokenizer.json", "config.json"):
         assert (tmp_path / "a" / file).read_bytes() == (tmp_path / "b" / file).read_bytes(), file
+
+
+def test_packing_trains_every_token_once_and_starts_examples_after_bos():
+    """Invariants of the packer (examples of distinct ids, so each token names its place): no
+    token is trained twice, every example whose end was trained was trained whole, and some
+    windows open with a whole example right after BOS, as prompts do."""
+    from collections import Counter
+
+    examples = [[1000 + 10 * i + j for j in range(3 + i % 7)] for i in range(600)]
+    windows, labels = packing.pack_windows(examples, 40, 32, 8000, 0, seed=1, random_share=0.0)
+    trained = Counter(t for row in labels for t in row[1:] if t not in (packing.IGNORE, 0))
+    assert max(trained.values()) == 1
+    finished = [ids for ids in examples if ids[-1] in trained]
+    assert len(finished) > 100
+    assert all(all(t in trained for t in ids) for ids in finished)
+    firsts = {ids[0] for ids in examples}
+    opening = sum(1 for row in windows[1:] if row[1] in firsts)
+    assert 0.2 * len(windows) < opening < len(windows)

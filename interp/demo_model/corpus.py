@@ -1,10 +1,12 @@
 """Seeded synthetic corpus for the bundled demo model, and the task data the tests reuse.
 
-The corpus mixes six kinds of one-sentence examples, each a behaviour one of the Workbench pages
-studies: indirect-object identification (IOI), subject-verb agreement with attractors, fact
-recall, induction on repeated random word spans, a planted he/she-occupation association, and
-plain filler text. Every task also exposes held-out prompts (never emitted by `generate_corpus`)
-so tests and pages can check the model on sentences it has not seen.
+The corpus mixes one-sentence examples of the behaviours the Workbench pages study:
+indirect-object identification (IOI) in templates composed from parts, subject-verb agreement
+after many openers and through up to two stacked attractor phrases, fact recall, induction on
+repeated word spans, a planted he/she-occupation association, and plain filler text
+(`interp.demo_model.packing` adds repeated random-token sequences over the whole vocabulary).
+Every task also exposes held-out prompts that `generate_corpus` never emits: name pairs, IOI
+compositions, agreement combinations and openers, fact phrasings, random sequences.
 
 Splits are decided by a stable hash of each prompt's defining parts (`is_held_out`), so a prompt
 is held out or not independently of the random seed and of the order things are generated in.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Literal
@@ -29,6 +32,10 @@ def is_held_out(key: str, fraction: float) -> bool:
     """True when `key` falls in the held-out `fraction`, decided by a stable hash of the key."""
     digest = hashlib.sha256(key.encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+
+
+def _cap(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _check_split(split: str) -> None:
@@ -48,14 +55,42 @@ NAMES: tuple[str, ...] = (
     "Oliver", "Sophie", "Victor", "Nina", "Max", "Clara", "Leo", "Ruth", "Oscar", "Diana",
 )  # fmt: skip
 
-# Each template is the prompt up to the indirect object; the answer is " {IO}".
-# {A} and {B} are the two names of the first clause, {S} the repeated subject.
-IOI_TEMPLATES: tuple[str, ...] = (
-    "When {A} and {B} went to the {place}, {S} gave a {obj} to",
-    "After {A} and {B} went to the {place}, {S} handed a {obj} to",
-    "Then, {A} and {B} had a long day at the {place}. {S} gave a {obj} to",
-    "While {A} and {B} were working at the {place}, {S} passed a {obj} to",
-    "Friends {A} and {B} found a {obj} at the {place}. {S} threw it to",
+# An IOI template is composed from four parts: an opener, a first clause naming {A} and {B},
+# a connective, and a second clause where the repeated subject {S} gives something to the
+# indirect object (the prompt ends just before it; the answer is " {IO}").
+IOI_OPENERS: tuple[str, ...] = (
+    "", "Then, ", "Later, ", "One day, ", "Yesterday, ", "That evening, ", "In the morning, ",
+)  # fmt: skip
+# First clauses start in lower case; `_cap` raises the first letter when the opener is empty.
+IOI_FIRST_CLAUSES: tuple[str, ...] = (
+    "when {A} and {B} went to the {place}",
+    "after {A} and {B} went to the {place}",
+    "while {A} and {B} were working at the {place}",
+    "{A} and {B} had a long day at the {place}",
+    "friends {A} and {B} found a {obj} at the {place}",
+    "{A} and {B} went to the {place}",
+    "as soon as {A} and {B} arrived at the {place}",
+    "before {A} and {B} left the {place}",
+)
+IOI_CONNECTIVES: tuple[str, ...] = (", ", ". ", ", and then ")
+IOI_SECOND_CLAUSES: tuple[str, ...] = (
+    "{S} gave a {obj} to",
+    "{S} handed a {obj} to",
+    "{S} passed a {obj} to",
+    "{S} threw it to",
+    "{S} sent a {obj} to",
+    "{S} showed a {obj} to",
+    "{S} brought a {obj} to",
+)
+
+# The five templates of the first demo model, as (opener, first clause, connective, second
+# clause) indices: always in training, so pages and earlier experiments keep their prompts.
+IOI_V1_COMPOSITIONS: tuple[tuple[int, int, int, int], ...] = (
+    (0, 0, 0, 0),
+    (0, 1, 0, 1),
+    (1, 3, 1, 0),
+    (0, 2, 0, 2),
+    (0, 4, 1, 3),
 )
 
 IOI_PLACES: tuple[str, ...] = (
@@ -68,6 +103,49 @@ IOI_OBJECTS: tuple[str, ...] = (
 )  # fmt: skip
 
 IOI_HELDOUT_PAIR_FRACTION = 0.12
+IOI_HELDOUT_COMPOSITION_FRACTION = 0.2
+
+
+def _compose_ioi(parts: tuple[int, int, int, int]) -> str:
+    opener, first, connective, second = parts
+    text = IOI_OPENERS[opener] + IOI_FIRST_CLAUSES[first]
+    text = _cap(text) if not IOI_OPENERS[opener] else text
+    return text + IOI_CONNECTIVES[connective] + IOI_SECOND_CLAUSES[second]
+
+
+def _all_ioi_compositions() -> list[tuple[int, int, int, int]]:
+    rest = [
+        (o, f, c, s)
+        for o in range(len(IOI_OPENERS))
+        for f in range(len(IOI_FIRST_CLAUSES))
+        for c in range(len(IOI_CONNECTIVES))
+        for s in range(len(IOI_SECOND_CLAUSES))
+        if (o, f, c, s) not in IOI_V1_COMPOSITIONS
+    ]
+    return list(IOI_V1_COMPOSITIONS) + rest
+
+
+IOI_COMPOSITIONS: tuple[tuple[int, int, int, int], ...] = tuple(_all_ioi_compositions())
+# Every composed template, in the order of IOI_COMPOSITIONS; `IOIPrompt.template` indexes it.
+IOI_COMPOSED_TEMPLATES: tuple[str, ...] = tuple(_compose_ioi(p) for p in IOI_COMPOSITIONS)
+# The first demo model's five templates (the first five composed ones): the patching page
+# offers these, so its template list stays short and its default prompt unchanged.
+IOI_TEMPLATES: tuple[str, ...] = IOI_COMPOSED_TEMPLATES[: len(IOI_V1_COMPOSITIONS)]
+
+
+def ioi_composition_is_held_out(index: int) -> bool:
+    """True when template `index` of IOI_COMPOSED_TEMPLATES is a held-out composition (never trained)."""
+    if IOI_COMPOSITIONS[index] in IOI_V1_COMPOSITIONS:
+        return False
+    return is_held_out(f"ioi-composition|{IOI_COMPOSITIONS[index]}", IOI_HELDOUT_COMPOSITION_FRACTION)
+
+
+def ioi_template_indices(split: Split) -> list[int]:
+    """Indices into IOI_COMPOSED_TEMPLATES of the training or the held-out compositions. Every
+    part (opener, clause, connective) occurs in some training composition."""
+    _check_split(split)
+    want = split == "test"
+    return [i for i in range(len(IOI_COMPOSED_TEMPLATES)) if ioi_composition_is_held_out(i) == want]
 
 
 def ioi_name_pairs(split: Split) -> list[tuple[str, str]]:
@@ -86,7 +164,8 @@ def ioi_name_pairs(split: Split) -> list[tuple[str, str]]:
 
 @dataclass(frozen=True)
 class IOIPrompt:
-    """One IOI prompt. `order` is "ABBA" when the indirect object is named first, else "BABA"."""
+    """One IOI prompt. `order` is "ABBA" when the indirect object is named first, else "BABA";
+    `template` indexes IOI_COMPOSED_TEMPLATES."""
 
     text: str
     io: str
@@ -100,21 +179,29 @@ def make_ioi_prompt(template: int, io: str, s: str, order: str, place: str, obj:
     if order not in ("ABBA", "BABA"):
         raise ValueError(f"order must be 'ABBA' or 'BABA', got {order!r}")
     a, b = (io, s) if order == "ABBA" else (s, io)
-    text = IOI_TEMPLATES[template].format(A=a, B=b, S=s, place=place, obj=obj)
+    text = IOI_COMPOSED_TEMPLATES[template].format(A=a, B=b, S=s, place=place, obj=obj)
     return IOIPrompt(text=text, io=io, s=s, order=order, template=template)  # type: ignore[arg-type]
 
 
-def ioi_prompts(split: Split, n: int, seed: int = 0) -> list[IOIPrompt]:
-    """`n` IOI prompts of a split, half ABBA and half BABA, templates cycled evenly."""
-    rng = random.Random(f"ioi-prompts|{split}|{seed}")
+def ioi_prompts(
+    split: Split, n: int, seed: int = 0, templates: Split | None = None
+) -> list[IOIPrompt]:
+    """`n` IOI prompts with the name pairs of `split`, half ABBA and half BABA.
+
+    `templates` picks the compositions ("train" or "test"; default: the v1 templates, cycled
+    evenly, as the first demo model was measured). `ioi_prompts("test", n, templates="test")`
+    is the strictest split: held-out names in held-out compositions.
+    """
+    rng = random.Random(f"ioi-prompts|{split}|{templates}|{seed}")
     pairs = ioi_name_pairs(split)
+    pool = list(range(len(IOI_V1_COMPOSITIONS))) if templates is None else ioi_template_indices(templates)
     prompts = []
     for i in range(n):
         pair = list(rng.choice(pairs))
         rng.shuffle(pair)
         io, s = pair
         order = "ABBA" if i % 2 == 0 else "BABA"
-        template = (i // 2) % len(IOI_TEMPLATES)
+        template = pool[(i // 2) % len(pool)] if templates is None else rng.choice(pool)
         place, obj = rng.choice(IOI_PLACES), rng.choice(IOI_OBJECTS)
         prompts.append(make_ioi_prompt(template, io, s, order, place, obj))
     return prompts
@@ -160,88 +247,133 @@ AGREEMENT_PREPOSITIONS: tuple[str, ...] = (
     "of",
 )
 
-# Sentence openers; the subject's article is lower-cased after a non-empty opener.
-AGREEMENT_OPENERS: tuple[str, ...] = ("", "I think ", "We know that ", "They said that ", "Maybe ")
+# Training openers, composed: a speaker and a past-tense verb of saying ("They said that "),
+# or an adverb. Past tense keeps the opener's own verb free of number. The subject's article
+# is lower-cased after a non-empty opener.
+_OPENER_SPEAKERS = ("I", "We", "They", "You", "She", "He", "Everyone", "Nobody")
+_OPENER_VERBS = ("said", "knew", "thought", "heard", "noticed", "believed")
+_OPENER_ADVERBS = (
+    "Maybe ", "Perhaps ", "Sadly, ", "Of course, ", "Today, ", "At last, ", "Luckily, ",
+    "Honestly, ", "Now ", "Still, ", "Suddenly, ", "Clearly, ",
+)  # fmt: skip
+AGREEMENT_OPENERS: tuple[str, ...] = (
+    "",
+    "I think ",
+    "We know that ",
+    *(f"{who} {verb} that " for who in _OPENER_SPEAKERS for verb in _OPENER_VERBS),
+    *_OPENER_ADVERBS,
+)
+# Openers that occur elsewhere in the corpus (fact and IOI sentences) but never in an
+# agreement sentence: the "unseen opener" split.
+AGREEMENT_UNSEEN_OPENERS: tuple[str, ...] = (
+    "In fact, ", "As everyone knows, ", "It is true that ", "My friend said that ", "I read that ",
+    "Then, ", "Later, ", "One day, ", "Yesterday, ", "That evening, ", "In the morning, ",
+)  # fmt: skip
 
 AGREEMENT_HELDOUT_FRACTION = 0.15
+# Share of training sentences with 0, 1 and 2 stacked attractor phrases.
+AGREEMENT_ATTRACTOR_WEIGHTS: tuple[float, float, float] = (0.3, 0.4, 0.3)
+AgreementOpeners = Literal["seen", "unseen"]
 
 
 @dataclass(frozen=True)
 class AgreementPrompt:
     """A prompt ending just before the verb; `correct` / `wrong` are verbs without leading space.
 
-    `structure` is "simple" (no attractor) or "pp" (a prepositional phrase between subject and
-    verb); `attractor_mismatch` is True when the phrase's noun has the opposite number.
+    `structure` is "simple" (no attractor), "pp" (one prepositional phrase between subject and
+    verb) or "pp2" (two stacked phrases: "The key to the cabinets near the doors");
+    `attractor_mismatch` is True when some attractor noun has the opposite number, and
+    `n_mismatched` counts them.
     """
 
     text: str
     correct: str
     wrong: str
     subject_plural: bool
-    structure: Literal["simple", "pp"]
+    structure: Literal["simple", "pp", "pp2"]
     attractor_mismatch: bool
-
-
-def _cap(text: str) -> str:
-    return text[:1].upper() + text[1:]
+    n_mismatched: int = 0
+    opener: str = ""
 
 
 def _agreement_key(
-    opener: str,
-    noun: int,
-    plural: bool,
-    prep: str | None,
-    attr: int | None,
-    attr_plural: bool | None,
+    opener: str, noun: int, plural: bool, attractors: tuple[tuple[int, bool], ...]
 ) -> str:
-    if prep is None:
+    if not attractors:
         # Simple sentences are held out by their whole prompt (opener, subject and number).
         return f"agr|simple|{opener}|{noun}|{plural}"
-    # Attractor sentences are held out by (subject noun, attractor noun) combination.
-    return f"agr|pp|{noun}|{plural}|{attr}|{attr_plural}"
+    # Attractor sentences are held out by (subject, attractor nouns and numbers) combination.
+    return f"agr|pp|{noun}|{plural}|{attractors}"
 
 
-def _sample_agreement(rng: random.Random, split: Split) -> tuple[AgreementPrompt, str]:
+def _sample_agreement(
+    rng: random.Random,
+    split: Split,
+    openers: AgreementOpeners = "seen",
+    n_attractors: int | None = None,
+) -> tuple[AgreementPrompt, str]:
     """Draw one agreement prompt of `split` (rejection sampling on the hash split)."""
     want = split == "test"
+    pool = AGREEMENT_OPENERS if openers == "seen" else AGREEMENT_UNSEEN_OPENERS
     while True:
-        opener = rng.choice(AGREEMENT_OPENERS)
+        opener = rng.choice(pool)
         noun = rng.randrange(len(AGREEMENT_NOUNS))
         plural = rng.random() < 0.5
         verb = rng.randrange(len(VERB_PAIRS))
-        use_pp = rng.random() < 0.65
-        prep = attr = attr_plural = None
-        if use_pp:
-            prep = rng.choice(AGREEMENT_PREPOSITIONS)
-            attr = rng.choice([i for i in range(len(AGREEMENT_NOUNS)) if i != noun])
-            attr_plural = (not plural) if rng.random() < 0.7 else plural
-        key = _agreement_key(opener, noun, plural, prep, attr, attr_plural)
-        if is_held_out(key, AGREEMENT_HELDOUT_FRACTION) != want:
+        k = n_attractors
+        if k is None:
+            k = rng.choices((0, 1, 2), AGREEMENT_ATTRACTOR_WEIGHTS)[0]
+        preps = [rng.choice(AGREEMENT_PREPOSITIONS) for _ in range(k)]
+        attractors: list[tuple[int, bool]] = []
+        for _ in range(k):
+            used = {noun, *(a for a, _ in attractors)}
+            attr = rng.choice([i for i in range(len(AGREEMENT_NOUNS)) if i not in used])
+            attractors.append((attr, (not plural) if rng.random() < 0.7 else plural))
+        key = _agreement_key(opener if openers == "seen" else "", noun, plural, tuple(attractors))
+        # Unseen openers are never trained, so their prompts need no hash split.
+        if (openers == "seen" or split == "train") and is_held_out(key, AGREEMENT_HELDOUT_FRACTION) != want:
             continue
         subject = f"the {AGREEMENT_NOUNS[noun][int(plural)]}"
-        if prep is not None:
-            subject += f" {prep} the {AGREEMENT_NOUNS[attr][int(attr_plural)]}"  # type: ignore[index, arg-type]
+        for prep, (attr, attr_plural) in zip(preps, attractors, strict=True):
+            subject += f" {prep} the {AGREEMENT_NOUNS[attr][int(attr_plural)]}"
         text = _cap(opener + subject) if opener == "" else opener + subject
         sing, plur = VERB_PAIRS[verb]
         correct, wrong = (plur, sing) if plural else (sing, plur)
         continuation = rng.choice(VERB_CONTINUATIONS[sing])
+        n_mismatched = sum(ap != plural for _, ap in attractors)
         prompt = AgreementPrompt(
             text=text,
             correct=correct,
             wrong=wrong,
             subject_plural=plural,
-            structure="pp" if prep is not None else "simple",
-            attractor_mismatch=prep is not None and attr_plural != plural,
+            structure=("simple", "pp", "pp2")[k],
+            attractor_mismatch=n_mismatched > 0,
+            n_mismatched=n_mismatched,
+            opener=opener,
         )
         return prompt, continuation
 
 
-def agreement_prompts(split: Split, n: int, seed: int = 0) -> list[AgreementPrompt]:
-    """`n` agreement prompts of a split: about 65% with an attractor phrase, most of them of the
-    opposite number ("The key to the cabinets" -> " is")."""
+def agreement_prompts(
+    split: Split,
+    n: int,
+    seed: int = 0,
+    openers: AgreementOpeners = "seen",
+    n_attractors: int | None = None,
+) -> list[AgreementPrompt]:
+    """`n` agreement prompts of a split: 0, 1 or 2 stacked attractor phrases (30/40/30%, or
+    exactly `n_attractors`), each attractor of the opposite number with probability 0.7
+    ("The key to the cabinets" -> " is"). `openers="unseen"` (test split only) opens every
+    prompt with an opener from AGREEMENT_UNSEEN_OPENERS, never used in agreement training."""
     _check_split(split)
-    rng = random.Random(f"agreement-prompts|{split}|{seed}")
-    return [_sample_agreement(rng, split)[0] for _ in range(n)]
+    if openers not in ("seen", "unseen"):
+        raise ValueError(f"openers must be 'seen' or 'unseen', got {openers!r}")
+    if openers == "unseen" and split == "train":
+        raise ValueError("unseen openers exist only in the test split")
+    if n_attractors not in (None, 0, 1, 2):
+        raise ValueError(f"n_attractors must be None, 0, 1 or 2, got {n_attractors!r}")
+    rng = random.Random(f"agreement-prompts|{split}|{openers}|{n_attractors}|{seed}")
+    return [_sample_agreement(rng, split, openers, n_attractors)[0] for _ in range(n)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -362,7 +494,8 @@ def fact_prompts(split: Split) -> list[FactPrompt]:
 # Induction
 # ---------------------------------------------------------------------------------------------
 
-# Simple English words used only for the repeated random spans.
+# Simple English words, used for repeated word spans (the random-token sequences that teach
+# induction in general are drawn from the whole vocabulary by `interp.demo_model.packing`).
 INDUCTION_WORDS: tuple[str, ...] = (
     "apple", "river", "stone", "cloud", "green", "silver", "winter", "summer", "paper", "glass",
     "music", "light", "shadow", "garden", "forest", "ocean", "mountain", "valley", "island", "desert",
@@ -384,6 +517,8 @@ INDUCTION_WORDS: tuple[str, ...] = (
 
 INDUCTION_MIN_LEN = 4
 INDUCTION_MAX_LEN = 12
+# Word spans in the training corpus are up to this long (the v1 corpus stopped at 12).
+INDUCTION_TRAIN_MAX_LEN = 40
 
 
 def induction_sequence(
@@ -398,11 +533,62 @@ def induction_text(span: list[str]) -> str:
     return " ".join(span + span)
 
 
-def induction_spans(split: Split, n: int, seed: int = 0) -> list[list[str]]:
-    """`n` random spans; "test" spans come from a different random stream than training ones."""
+def induction_spans(
+    split: Split,
+    n: int,
+    seed: int = 0,
+    min_len: int = INDUCTION_MIN_LEN,
+    max_len: int = INDUCTION_MAX_LEN,
+) -> list[list[str]]:
+    """`n` random word spans; "test" spans come from a different random stream than training ones."""
     _check_split(split)
     rng = random.Random(f"induction|{split}|{seed}")
-    return [induction_sequence(rng) for _ in range(n)]
+    return [induction_sequence(rng, min_len, max_len) for _ in range(n)]
+
+
+# Token groups for induction by token type (each word a single leading-space token).
+def induction_word_groups() -> dict[str, tuple[str, ...]]:
+    """Words of each type that induction is measured on: corpus words, names, cities and
+    countries, agreement nouns."""
+    return {
+        "words": INDUCTION_WORDS,
+        "names": NAMES,
+        "places": tuple(sorted({f.answer for f in FACTS})),
+        "nouns": tuple(s for s, _ in AGREEMENT_NOUNS),
+    }
+
+
+RANDOM_INDUCTION_HELDOUT_FRACTION = 0.5
+
+
+def random_sequence_is_held_out(ids: Sequence[int]) -> bool:
+    """True when a random token sequence belongs to the evaluation split (stable hash of its
+    ids): training never uses such a sequence, evaluation uses only those."""
+    return is_held_out("random-induction|" + ",".join(map(str, ids)), RANDOM_INDUCTION_HELDOUT_FRACTION)
+
+
+def random_token_sequence(
+    rng: random.Random, length: int, vocab_size: int, split: Split, first_id: int = 1
+) -> list[int]:
+    """`length` ids drawn uniformly from [first_id, vocab_size) (with repeats allowed), redrawn
+    until the sequence falls in `split` by `random_sequence_is_held_out`."""
+    want = split == "test"
+    while True:
+        ids = [rng.randrange(first_id, vocab_size) for _ in range(length)]
+        if random_sequence_is_held_out(ids) == want:
+            return ids
+
+
+def random_induction_sequences(
+    vocab_size: int, n: int, min_len: int = 10, max_len: int = 40, seed: int = 0
+) -> list[list[int]]:
+    """`n` held-out random token sequences (ids, without BOS) of lengths in [min_len, max_len],
+    to be repeated once for the induction evaluation."""
+    rng = random.Random(f"random-induction|test|{seed}")
+    return [
+        random_token_sequence(rng, rng.randint(min_len, max_len), vocab_size, "test")
+        for _ in range(n)
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -539,23 +725,26 @@ def _filler(rng: random.Random, train_pairs: list[tuple[str, str]]) -> str:
 # The corpus
 # ---------------------------------------------------------------------------------------------
 
-# Share of each kind of example in the corpus.
+# Share of each kind of text example in the corpus (`interp.demo_model.packing` adds the
+# random-token induction sequences between them).
 MIXTURE: dict[str, float] = {
-    "ioi": 0.33,
-    "induction": 0.28,
-    "agreement": 0.10,
-    "facts": 0.09,
-    "bias": 0.13,
-    "filler": 0.07,
+    "ioi": 0.36,
+    "induction": 0.12,
+    "agreement": 0.17,
+    "facts": 0.08,
+    "bias": 0.17,
+    "filler": 0.10,
 }
 
 
-def _ioi_train_example(rng: random.Random, pairs: list[tuple[str, str]]) -> str:
+def _ioi_train_example(
+    rng: random.Random, pairs: list[tuple[str, str]], templates: list[int]
+) -> str:
     pair = list(rng.choice(pairs))
     rng.shuffle(pair)
     io, s = pair
     prompt = make_ioi_prompt(
-        rng.randrange(len(IOI_TEMPLATES)),
+        rng.choice(templates),
         io,
         s,
         rng.choice(("ABBA", "BABA")),
@@ -566,24 +755,26 @@ def _ioi_train_example(rng: random.Random, pairs: list[tuple[str, str]]) -> str:
 
 
 def generate_corpus(n_examples: int, seed: int = 0) -> list[str]:
-    """`n_examples` training examples (one sentence each, no BOS), in a seeded random order.
+    """`n_examples` training text examples (one sentence each, no BOS), in a seeded random order.
 
     Kinds are drawn from MIXTURE; planted-association sentences come in exact-ratio blocks
     (see `_bias_block`) so the corpus ratios equal OCCUPATION_SHE_RATIO up to the last block.
-    No held-out prompt of any task is emitted.
+    No held-out prompt of any task is emitted: no held-out name pair, IOI composition,
+    agreement combination or unseen agreement opener, and no held-out fact phrasing.
     """
     rng = random.Random(f"corpus|{seed}")
     train_pairs = ioi_name_pairs("train")
     train_facts = fact_prompts("train")
+    train_templates = ioi_template_indices("train")
     kinds = list(MIXTURE)
     weights = [MIXTURE[k] for k in kinds]
     bias_queue: list[str] = []
     out = []
     for kind in rng.choices(kinds, weights, k=n_examples):
         if kind == "ioi":
-            out.append(_ioi_train_example(rng, train_pairs))
+            out.append(_ioi_train_example(rng, train_pairs, train_templates))
         elif kind == "induction":
-            out.append(induction_text(induction_sequence(rng)))
+            out.append(induction_text(induction_sequence(rng, INDUCTION_MIN_LEN, INDUCTION_TRAIN_MAX_LEN)))
         elif kind == "agreement":
             prompt, continuation = _sample_agreement(rng, "train")
             out.append(f"{prompt.text} {prompt.correct} {continuation}")
@@ -608,4 +799,5 @@ def answer_words() -> dict[str, list[str]]:
         "induction": list(INDUCTION_WORDS),
         "pronouns": ["he", "she"],
         "occupations": list(OCCUPATION_SHE_RATIO),
+        "nouns": [form for pair in AGREEMENT_NOUNS for form in pair],
     }

@@ -1,13 +1,16 @@
 """Task accuracies and ground-truth heads of the demo model, measured on held-out prompts.
 
-Each `*_eval` function runs one task of `interp.demo_model.corpus` on its held-out split and
+Each `*_eval` function runs one task of `interp.demo_model.corpus` on a held-out split and
 returns plain numbers: IOI logit difference (indirect object minus subject) by name order,
 agreement logit difference (correct minus wrong verb), fact-recall and induction top-1, and
 the planted he/she ratios as measured. Mean ablation replaces chosen heads' outputs `z` (the
 per-head attention output before W_O) by their mean over a reference set of same-task training
-prompts; `find_ground_truth_heads` greedily collects the heads whose joint ablation halves a
-task's metric. It works on a TransformerLens bridge (hooks `blocks.{l}.attn.hook_z`), on the
-project's `LoadedModel`, or on a raw Hugging Face GPT-2 (the same hooks emulated on `c_proj`).
+prompts; `find_ground_truth_heads` greedily collects the heads whose joint ablation breaks a
+task and checks every disjoint head set of the same size as a control. `induction_circuit`
+names the two steps of induction separately (previous-token heads, induction heads) and
+path-patches from the first to the second's keys. Hooks work on a TransformerLens bridge
+(`blocks.{l}.attn.hook_z`), on the project's `LoadedModel`, or on a raw Hugging Face GPT-2
+(the same hooks emulated on `c_proj`); attention patterns and path patching use the HF model.
 """
 
 from __future__ import annotations
@@ -18,12 +21,13 @@ import os
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from interp.demo_model import corpus
+from interp.demo_model import corpus, packing
 from interp.demo_model.tokenizer import encode_with_bos, single_token_id
 from interp.patching import ablation
 
@@ -36,6 +40,10 @@ N_AGREEMENT = 600
 N_INDUCTION = 200
 # Reference prompts (training split) whose mean head outputs replace ablated heads.
 N_REFERENCE = 300
+# Ground-truth heads: their joint ablation leaves at most GROUND_TRUTH_FRACTION of the clean
+# metric, while every disjoint head set of the same size leaves at least CONTROL_FLOOR.
+GROUND_TRUTH_FRACTION = 0.2
+CONTROL_FLOOR = 0.4
 
 
 @dataclass
@@ -173,9 +181,15 @@ def ioi_logit_diffs(
     return answer_logit_diffs(runner, logits, [p.io for p in prompts], [p.s for p in prompts])
 
 
-def ioi_eval(runner: Runner, hooks: Sequence[Hook] = (), n: int = N_IOI) -> dict[str, float]:
-    """IOI accuracy and logit difference on the held-out test prompts."""
-    prompts = corpus.ioi_prompts("test", n, seed=1)
+def ioi_eval(
+    runner: Runner,
+    hooks: Sequence[Hook] = (),
+    n: int = N_IOI,
+    templates: corpus.Split | None = None,
+) -> dict[str, float]:
+    """IOI on held-out name pairs; `templates="test"` uses the held-out compositions
+    (see `corpus.ioi_prompts`)."""
+    prompts = corpus.ioi_prompts("test", n, seed=1, templates=templates)
     logits = last_logits(runner, [p.text for p in prompts], hooks)
     io_ids = _ids(runner, [p.io for p in prompts])
     diffs = answer_logit_diffs(runner, logits, [p.io for p in prompts], [p.s for p in prompts])
@@ -197,10 +211,14 @@ def agreement_diffs(
 
 
 def agreement_eval(
-    runner: Runner, hooks: Sequence[Hook] = (), n: int = N_AGREEMENT
+    runner: Runner,
+    hooks: Sequence[Hook] = (),
+    n: int = N_AGREEMENT,
+    openers: corpus.AgreementOpeners = "seen",
+    n_attractors: int | None = None,
 ) -> dict[str, float]:
-    """Subject-verb agreement accuracy and logit difference on the held-out test prompts."""
-    prompts = corpus.agreement_prompts("test", n, seed=1)
+    """Agreement on held-out prompts (see `corpus.agreement_prompts` for the options)."""
+    prompts = corpus.agreement_prompts("test", n, seed=1, openers=openers, n_attractors=n_attractors)
     diffs = agreement_diffs(runner, prompts, hooks)
     mismatch = torch.tensor([p.attractor_mismatch for p in prompts])
     return {
@@ -213,7 +231,6 @@ def agreement_eval(
 
 
 def fact_eval(runner: Runner, hooks: Sequence[Hook] = ()) -> dict[str, float]:
-    """Fact-recall accuracy on the test facts."""
     prompts = corpus.fact_prompts("test")
     logits = last_logits(runner, [p.text for p in prompts], hooks)
     answers = _ids(runner, [p.answer for p in prompts])
@@ -226,32 +243,60 @@ def fact_eval(runner: Runner, hooks: Sequence[Hook] = ()) -> dict[str, float]:
     }
 
 
-def induction_eval(
-    runner: Runner, hooks: Sequence[Hook] = (), n: int = N_INDUCTION
+def repeat_accuracy(
+    runner: Runner, sequences: Sequence[Sequence[int]], hooks: Sequence[Hook] = ()
 ) -> dict[str, float]:
-    """Top-1 on the repeated half: for a span w1..wk followed by w1..wk, the predictions of
-    the 2nd to k-th repeated words (the 1st repeated word cannot be known in advance)."""
-    spans = corpus.induction_spans("test", n, seed=1)
-    seqs = [encode_with_bos(runner.tokenizer, corpus.induction_text(s)) for s in spans]
-    correct: float = 0
-    total = 0
-    first_half_correct: float = 0
-    first_half_total = 0
-    for span, seq, logits in zip(spans, seqs, _full_logits(runner, seqs, hooks), strict=True):
-        k = len(span)
-        if len(seq) != 2 * k + 1:
-            raise ValueError(f"induction words must be single tokens: {span}")
+    """Top-1 on `[BOS] r r` for each id sequence r: on the repeated half (predictions of the
+    2nd to k-th repeated tokens; the 1st cannot be known in advance) and, as a chance check, on
+    the first half."""
+    bos = runner.tokenizer.bos_token_id
+    seqs = [[bos, *r, *r] for r in sequences]
+    correct = total = first_half_correct = first_half_total = 0
+    for r, seq, logits in zip(sequences, seqs, _full_logits(runner, seqs, hooks), strict=True):
+        k = len(r)
         target = torch.tensor(seq)
         pred = logits.argmax(-1)
-        # position p predicts token p+1; repeated words 2..k sit at positions k+2..2k.
-        correct += (pred[k + 1 : 2 * k] == target[k + 2 : 2 * k + 1]).sum().item()
+        # position p predicts token p+1; repeated tokens 2..k sit at positions k+2..2k.
+        correct += int((pred[k + 1 : 2 * k] == target[k + 2 : 2 * k + 1]).sum())
         total += k - 1
-        first_half_correct += (pred[1:k] == target[2 : k + 1]).sum().item()
+        first_half_correct += int((pred[1:k] == target[2 : k + 1]).sum())
         first_half_total += k - 1
     return {
         "top1_repeated": correct / total,
         "top1_first_half": first_half_correct / first_half_total,
     }
+
+
+def word_ids(runner: Runner, words: Sequence[str]) -> list[int]:
+    """Leading-space single-token ids of `words` (ValueError if one is not a single token)."""
+    return [single_token_id(runner.tokenizer, w) for w in words]
+
+
+def induction_eval(
+    runner: Runner,
+    hooks: Sequence[Hook] = (),
+    n: int = N_INDUCTION,
+    min_len: int = corpus.INDUCTION_MIN_LEN,
+    max_len: int = corpus.INDUCTION_MAX_LEN,
+) -> dict[str, float]:
+    """`repeat_accuracy` on held-out spans of corpus words (leading-space tokens)."""
+    spans = corpus.induction_spans("test", n, seed=1, min_len=min_len, max_len=max_len)
+    return repeat_accuracy(runner, [word_ids(runner, s) for s in spans], hooks)
+
+
+def random_induction_eval(
+    runner: Runner,
+    hooks: Sequence[Hook] = (),
+    n: int = N_INDUCTION,
+    min_len: int = 10,
+    max_len: int = 40,
+    seed: int = 1,
+) -> dict[str, float]:
+    """`repeat_accuracy` on held-out random token sequences over the whole vocabulary."""
+    vocab = len(runner.tokenizer)
+    return repeat_accuracy(
+        runner, corpus.random_induction_sequences(vocab, n, min_len, max_len, seed), hooks
+    )
 
 
 def bias_eval(runner: Runner, hooks: Sequence[Hook] = ()) -> dict[str, Any]:
@@ -287,13 +332,85 @@ def bias_eval(runner: Runner, hooks: Sequence[Hook] = ()) -> dict[str, Any]:
     }
 
 
+RANDOM_LENGTH_BINS: tuple[tuple[int, int], ...] = ((4, 9), (10, 20), (21, 30), (31, 40), (41, 60))
+WORD_LENGTH_BINS: tuple[tuple[int, int], ...] = ((4, 12), (13, 20), (21, 40))
+
+
+def induction_breakdown(runner: Runner, n: int = 100) -> dict[str, Any]:
+    """Second-half top-1 by span length (random tokens, corpus words) and by token type
+    (spans of 4-12 names, places, agreement nouns; leading-space tokens)."""
+    by_length = {
+        f"random {lo}-{hi}": random_induction_eval(runner, n=n, min_len=lo, max_len=hi, seed=2)["top1_repeated"]
+        for lo, hi in RANDOM_LENGTH_BINS
+    }
+    by_length.update({
+        f"words {lo}-{hi}": induction_eval(runner, n=n, min_len=lo, max_len=hi)["top1_repeated"]
+        for lo, hi in WORD_LENGTH_BINS
+    })
+    by_type = {}
+    for group, words in corpus.induction_word_groups().items():
+        rng = random.Random(f"induction-type|{group}")
+        spans = [rng.sample(words, rng.randint(4, min(12, len(words)))) for _ in range(n)]
+        by_type[group] = repeat_accuracy(runner, [word_ids(runner, s) for s in spans])["top1_repeated"]
+    return {"by_length": by_length, "by_type": by_type}
+
+
+def text_windows(tokenizer: Any, n_windows: int, seed: int, context: int = packing.CONTEXT) -> torch.Tensor:
+    """[n_windows, context] ids: BOS, then the next context - 1 tokens of one stream of text
+    examples (`corpus.generate_corpus`, another seed than training) joined by BOS. Cutting a
+    stream spreads example starts evenly over positions (windows that each begin with a whole
+    example put the same parts of the first examples at the same positions, a bump in loss by
+    position that comes from the data, not the model), and there are no random sequences, so
+    loss by position compares like with like."""
+    texts = corpus.generate_corpus(n_windows * context // 10, seed=seed)
+    bos = tokenizer.bos_token_id
+    stream: list[int] = []
+    for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]:
+        stream += [bos, *ids]
+        if len(stream) >= n_windows * (context - 1):
+            break
+    step = context - 1
+    return torch.tensor([[bos, *stream[i * step : (i + 1) * step]] for i in range(n_windows)])
+
+
+def position_loss(runner: Runner, n_windows: int = 96, seed: int = 7, bin_size: int = 16) -> dict[str, Any]:
+    """Mean next-token loss at each position of full-context text windows (`text_windows`),
+    and its means over bins of `bin_size` positions."""
+    tokens = text_windows(runner.tokenizer, n_windows, seed)
+    losses = []
+    for start in range(0, len(tokens), 32):
+        chunk = tokens[start : start + 32]
+        logits = runner.logits(chunk).float()
+        losses.append(torch.nn.functional.cross_entropy(
+            logits[:, :-1].transpose(1, 2), chunk[:, 1:], reduction="none"))
+    per_position = torch.cat(losses).mean(0)
+    bins = {
+        f"{lo + 1}-{min(lo + bin_size, len(per_position))}": per_position[lo : lo + bin_size].mean().item()
+        for lo in range(0, len(per_position), bin_size)
+    }
+    values = list(bins.values())
+    return {
+        "per_position": [round(v, 4) for v in per_position.tolist()],
+        "bins": bins,
+        "largest_increase_between_bins": max(b - a for a, b in zip(values, values[1:], strict=False)),
+        "first_half_mean": per_position[: len(per_position) // 2].mean().item(),
+        "second_half_mean": per_position[len(per_position) // 2 :].mean().item(),
+    }
+
+
 def evaluate_all(runner: Runner) -> dict[str, Any]:
-    """Every task on its held-out prompts."""
+    """Every task on its held-out prompts, induction by length and type, loss by position."""
     return {
         "ioi": ioi_eval(runner),
+        "ioi_held_out_compositions": ioi_eval(runner, templates="test"),
         "agreement": agreement_eval(runner),
+        "agreement_unseen_openers": agreement_eval(runner, n=400, openers="unseen"),
+        "agreement_two_attractors": agreement_eval(runner, n=400, n_attractors=2),
         "facts": fact_eval(runner),
         "induction": induction_eval(runner),
+        "random_induction": random_induction_eval(runner),
+        "induction_breakdown": induction_breakdown(runner),
+        "position_loss": position_loss(runner),
         "bias": bias_eval(runner),
     }
 
@@ -311,14 +428,19 @@ def reference_texts(task: str, n: int = N_REFERENCE) -> list[str]:
         return [p.text for p in corpus.agreement_prompts("train", n, seed=2)]
     if task == "facts":
         return [p.text for p in corpus.fact_prompts("train")[:n]]
-    if task == "induction":
-        return [corpus.induction_text(s) for s in corpus.induction_spans("train", n, seed=2)]
     raise ValueError(f"unknown task {task!r}; valid: {list(TASK_METRICS)}")
 
 
 def head_means(runner: Runner, texts: Sequence[str]) -> torch.Tensor:
     """Mean of each head's `z` over `texts` and their positions after BOS: [n_layers, n_heads, d_head]."""
-    seqs = [encode_with_bos(runner.tokenizer, t) for t in texts]
+    return head_means_of_sequences(
+        runner, [runner.tokenizer.encode(t, add_special_tokens=False) for t in texts]
+    )
+
+
+def head_means_of_sequences(runner: Runner, sequences: Sequence[Sequence[int]]) -> torch.Tensor:
+    """`head_means` over token id sequences (BOS is prepended to each)."""
+    seqs = [[runner.tokenizer.bos_token_id, *s] for s in sequences]
     tokens, lengths = _pad(seqs, runner.tokenizer.bos_token_id)
     hooks, means = ablation.z_mean_recorder(runner.n_layers,
                                             ablation.positions_after_bos(tokens, lengths))
@@ -335,20 +457,16 @@ def mean_ablation_hooks(means: torch.Tensor, heads: Sequence[Head]) -> list[Hook
 # Smaller prompt sets than `evaluate_all` keep the head search quick.
 TASK_METRICS: dict[str, tuple[Callable[[Runner, Sequence[Hook]], float], str]] = {
     "ioi": (
-        lambda r, h: ioi_eval(r, h, n=200)["mean_logit_diff"],
-        "mean logit(IO) - logit(S) on 200 held-out IOI prompts",
+        lambda r, h: ioi_eval(r, h, n=120)["mean_logit_diff"],
+        "mean logit(IO) - logit(S) on 120 held-out IOI prompts",
     ),
     "agreement": (
-        lambda r, h: agreement_eval(r, h, n=300)["mean_logit_diff"],
-        "mean logit(correct verb) - logit(wrong verb) on 300 held-out agreement prompts",
+        lambda r, h: agreement_eval(r, h, n=200)["mean_logit_diff"],
+        "mean logit(correct verb) - logit(wrong verb) on 200 held-out agreement prompts",
     ),
     "facts": (
         lambda r, h: fact_eval(r, h)["top1"],
         "fact recall top-1 accuracy on the held-out fact prompts",
-    ),
-    "induction": (
-        lambda r, h: induction_eval(r, h, n=100)["top1_repeated"],
-        "induction top-1 on the repeated half, 100 spans",
     ),
 }
 
@@ -367,13 +485,26 @@ def task_metric(
     return TASK_METRICS[task][0](runner, hooks)
 
 
+def disjoint_sets(all_heads: Sequence[Head], chosen: Sequence[Head], k: int) -> list[list[Head]]:
+    """Every set of `k` heads that shares no head with `chosen`."""
+    others = [hd for hd in all_heads if hd not in chosen]
+    return [list(c) for c in combinations(others, k)]
+
+
 def find_ground_truth_heads(
-    runner: Runner, task: str, fraction: float = 0.25, max_heads: int = 8, n_controls: int = 10
+    runner: Runner,
+    task: str,
+    fraction: float = GROUND_TRUTH_FRACTION,
+    control_floor: float = CONTROL_FLOOR,
+    max_heads: int = 6,
 ) -> dict[str, Any]:
-    """Greedy forward selection: add the head whose extra ablation lowers the metric most until
-    the metric is at most `fraction` of its clean value (or `max_heads` are chosen). Also
-    reports each head's single ablation and `n_controls` seeded random sets of as many other
-    heads."""
+    """Greedy forward selection with exhaustive controls.
+
+    Adds the head whose extra ablation lowers the metric most until the metric is at most
+    `fraction` of its clean value; then, while some disjoint set of as many heads also brings
+    the metric below `control_floor` of clean (a redundant route the set misses), keeps adding
+    greedy heads (at most `max_heads`). Controls are every disjoint head set of the same size.
+    """
     means = head_means(runner, reference_texts(task))
     all_heads = [
         (layer, head) for layer in range(runner.n_layers) for head in range(runner.n_heads)
@@ -385,7 +516,8 @@ def find_ground_truth_heads(
     }
     chosen: list[Head] = []
     value = clean
-    while value > fraction * clean and len(chosen) < min(max_heads, len(all_heads)):
+    controls: list[tuple[list[Head], float]] = []
+    while len(chosen) < max_heads:
         scores = {
             hd: task_metric(runner, task, chosen + [hd], means)
             for hd in all_heads
@@ -394,46 +526,289 @@ def find_ground_truth_heads(
         best = min(scores, key=lambda hd: scores[hd])
         chosen.append(best)
         value = scores[best]
-    others = [hd for hd in all_heads if hd not in chosen]
-    controls = []
-    for seed in range(n_controls):
-        pick = random_other_heads(others, len(chosen), seed)
-        controls.append(task_metric(runner, task, pick, means))
+        if value > fraction * clean:
+            continue
+        controls = [
+            (pick, task_metric(runner, task, pick, means))
+            for pick in disjoint_sets(all_heads, chosen, len(chosen))
+        ]
+        if not controls or min(v for _, v in controls) >= control_floor * clean:
+            break
+    worst = min(controls, key=lambda c: c[1]) if controls else None
     return {
         "metric": TASK_METRICS[task][1],
         "clean": clean,
         "heads": [list(hd) for hd in sorted(chosen)],
         "greedy_order": [list(hd) for hd in chosen],
         "target_fraction": fraction,
+        "control_floor": control_floor,
         "ablated": value,
         "ablated_fraction_of_clean": value / clean,
         "single_head_ablation": single,
-        "random_other_heads_ablated": {
-            "n_sets": n_controls,
-            "min": min(controls) if controls else None,
-            "mean": sum(controls) / len(controls) if controls else None,
-            "min_fraction_of_clean": min(controls) / clean if controls else None,
+        "disjoint_sets_ablated": {
+            "n_sets": len(controls),
+            "min": worst[1] if worst else None,
+            "argmin": [list(hd) for hd in worst[0]] if worst else None,
+            "mean": sum(v for _, v in controls) / len(controls) if controls else None,
+            "min_fraction_of_clean": worst[1] / clean if worst else None,
         },
     }
 
 
 def random_other_heads(others: Sequence[Head], k: int, seed: int) -> list[Head]:
-    """`k` heads drawn from `others` with a seeded RNG (the control used by the tests)."""
+    """`k` heads drawn from `others` with a seeded RNG (a cheap control for quick checks)."""
     return random.Random(seed).sample(list(others), min(k, len(others)))
 
 
+# ---------------------------------------------------------------------------------------------
+# The induction circuit: previous-token heads, induction heads, and the path between them
+# ---------------------------------------------------------------------------------------------
+
+# Repeated random sequences of this length probe the circuit (the attention page's induction
+# score uses the same construction).
+CIRCUIT_SEQ_LEN = 20
+N_CIRCUIT = 60
+# A previous-token head puts at least this much attention on the previous position, on average.
+PREV_TOKEN_THRESHOLD = 0.4
+
+
+def circuit_sequences(vocab_size: int, n: int = N_CIRCUIT, seed: int = 3) -> list[list[int]]:
+    """Held-out random token sequences of CIRCUIT_SEQ_LEN ids (to be repeated once)."""
+    return corpus.random_induction_sequences(vocab_size, n, CIRCUIT_SEQ_LEN, CIRCUIT_SEQ_LEN, seed)
+
+
+def _repeated_tokens(bos: int, sequences: Sequence[Sequence[int]]) -> torch.Tensor:
+    return torch.tensor([[bos, *r, *r] for r in sequences])
+
+
+def attention_head_scores(hf_model: Any, tokens: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
+    """Per-head scores [n_layers, n_heads] on `[BOS] r r` batches with |r| = k.
+
+    previous_token: mean attention from each position p >= 2 to p - 1.
+    induction: mean attention from each repeated-half position p (k+1 <= p <= 2k) to p - k + 1,
+    the token after the first occurrence of the current token.
+    """
+    with torch.no_grad():
+        attentions = hf_model(tokens, output_attentions=True).attentions
+    pattern = torch.stack(attentions, 1).float()  # [batch, layer, head, query, key]
+    positions = torch.arange(tokens.shape[1])
+    prev_q = positions[2:]
+    ind_q = positions[k + 1 : 2 * k + 1]
+    return {
+        "previous_token": pattern[:, :, :, prev_q, prev_q - 1].mean((0, 3)),
+        "induction": pattern[:, :, :, ind_q, ind_q - k + 1].mean((0, 3)),
+    }
+
+
+def _head_contributions(hf_model: Any, tokens: torch.Tensor) -> dict[int, torch.Tensor]:
+    """Each head's direct write to the residual stream, z_h @ W_O[h]: {layer: [b, pos, head, d]}."""
+    n_heads = hf_model.config.n_head
+    out: dict[int, torch.Tensor] = {}
+    handles = []
+
+    def capture(layer: int) -> Callable[..., None]:
+        def hook(module: Any, args: tuple) -> None:
+            z = args[0].reshape(*args[0].shape[:-1], n_heads, -1)
+            w = module.weight.reshape(n_heads, z.shape[-1], -1)  # Conv1D weight is [in, out]
+            out[layer] = torch.einsum("bphd,hdm->bphm", z, w)
+
+        return hook
+
+    try:
+        for layer, block in enumerate(hf_model.transformer.h):
+            handles.append(block.attn.c_proj.register_forward_pre_hook(capture(layer)))
+        with torch.no_grad():
+            hf_model(tokens)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return out
+
+
+def _repeat_top1(logits: torch.Tensor, tokens: torch.Tensor, k: int) -> float:
+    pred = logits.argmax(-1)[:, k + 1 : 2 * k]
+    return (pred == tokens[:, k + 2 : 2 * k + 1]).float().mean().item()
+
+
+def path_patch_keys(
+    hf_model: Any,
+    clean: torch.Tensor,
+    corrupted: torch.Tensor,
+    senders: Sequence[Head],
+    receivers: Sequence[Head],
+    k: int,
+    contributions: tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]] | None = None,
+) -> float:
+    """Second-half top-1 of the clean run when only the receivers' keys see the senders'
+    outputs from the corrupted run (the direct path sender -> receiver key; every other path,
+    and the receivers' queries and values, stay clean)."""
+    clean_c, corrupt_c = contributions or (
+        _head_contributions(hf_model, clean),
+        _head_contributions(hf_model, corrupted),
+    )
+    n_heads, d_model = hf_model.config.n_head, hf_model.config.n_embd
+    d_head = d_model // n_heads
+    handles = []
+    block_inputs: dict[int, torch.Tensor] = {}
+    for layer in sorted({r_layer for r_layer, _ in receivers}):
+        delta = sum(
+            (corrupt_c[s_layer][:, :, s_head] - clean_c[s_layer][:, :, s_head])
+            for s_layer, s_head in senders
+            if s_layer < layer
+        )
+        if not isinstance(delta, torch.Tensor):
+            continue  # no sender sits below this layer: no path to patch
+        block = hf_model.transformer.h[layer]
+        heads = [h for r_layer, h in receivers if r_layer == layer]
+
+        def keep_input(module: Any, args: tuple, kwargs: dict, layer: int = layer) -> None:
+            block_inputs[layer] = args[0] if args else kwargs["hidden_states"]
+
+        def patch_keys(
+            module: Any, args: tuple, output: torch.Tensor, layer: int = layer,
+            delta: torch.Tensor = delta, block: Any = block, heads: list[int] = heads,
+        ) -> torch.Tensor:
+            # c_attn is a Conv1D (x @ W + b); called directly it would re-enter this hook.
+            patched = block.ln_1(block_inputs[layer] + delta) @ module.weight + module.bias
+            output = output.clone()
+            for h in heads:
+                cols = slice(d_model + h * d_head, d_model + (h + 1) * d_head)
+                output[..., cols] = patched[..., cols]
+            return output
+
+        handles.append(block.register_forward_pre_hook(keep_input, with_kwargs=True))
+        handles.append(block.attn.c_attn.register_forward_hook(patch_keys))
+    try:
+        with torch.no_grad():
+            logits = hf_model(clean).logits
+    finally:
+        for handle in handles:
+            handle.remove()
+    return _repeat_top1(logits, clean, k)
+
+
+def circuit_reference_means(runner: Runner) -> torch.Tensor:
+    """Mean head outputs over 100 repeated random sequences (another seed than the evaluation's),
+    which stand in for the heads that the circuit analysis ablates."""
+    vocab = len(runner.tokenizer)
+    reference = corpus.random_induction_sequences(vocab, N_REFERENCE // 3, 10, 40, seed=5)
+    return head_means_of_sequences(runner, [[*r, *r] for r in reference])
+
+
+def circuit_inputs(tokenizer: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clean `[BOS] r r` and corrupted `[BOS] r' r` batches (r' other random tokens) of the
+    circuit analysis."""
+    vocab, bos, k = len(tokenizer), tokenizer.bos_token_id, CIRCUIT_SEQ_LEN
+    clean = _repeated_tokens(bos, circuit_sequences(vocab))
+    other = torch.tensor(circuit_sequences(vocab, seed=4))
+    return clean, torch.cat([clean[:, :1], other, clean[:, k + 1 :]], 1)
+
+
+def induction_circuit(hf_model: Any, runner: Runner) -> dict[str, Any]:
+    """The two steps of induction on held-out repeated random tokens, named separately.
+
+    Induction heads: the fewest heads of highest induction score whose joint mean ablation
+    leaves at most GROUND_TRUTH_FRACTION of the clean second-half top-1 (on 200 sequences of
+    length 10-40). Previous-token heads: heads in layers below every induction head with a
+    previous-token score of at least PREV_TOKEN_THRESHOLD. Evidence for the path: patching the
+    previous-token heads' outputs from a run whose first half is other random tokens into the
+    induction heads' keys only, compared with every disjoint sender set of the same size.
+    """
+    k = CIRCUIT_SEQ_LEN
+    clean, corrupted = circuit_inputs(runner.tokenizer)
+    scores = attention_head_scores(hf_model, clean, k)
+    n_layers, n_heads = scores["induction"].shape
+    all_heads = [(layer, head) for layer in range(n_layers) for head in range(n_heads)]
+    by_induction = sorted(all_heads, key=lambda hd: -scores["induction"][hd].item())
+
+    means = circuit_reference_means(runner)
+    clean_top1 = random_induction_eval(runner)["top1_repeated"]
+    induction_heads: list[Head] = []
+    ablated = clean_top1
+    for head in by_induction:
+        induction_heads.append(head)
+        ablated = random_induction_eval(runner, mean_ablation_hooks(means, induction_heads))[
+            "top1_repeated"
+        ]
+        if ablated <= GROUND_TRUTH_FRACTION * clean_top1:
+            break
+    first_layer = min(layer for layer, _ in induction_heads)
+    earlier = [hd for hd in all_heads if hd[0] < first_layer]
+    previous_token_heads = [
+        hd for hd in earlier if scores["previous_token"][hd].item() >= PREV_TOKEN_THRESHOLD
+    ]
+    prev_ablated = random_induction_eval(runner, mean_ablation_hooks(means, previous_token_heads))[
+        "top1_repeated"
+    ] if previous_token_heads else None
+
+    contributions = (_head_contributions(hf_model, clean), _head_contributions(hf_model, corrupted))
+    with torch.no_grad():
+        path_clean = _repeat_top1(hf_model(clean).logits, clean, k)
+        path_corrupted = _repeat_top1(hf_model(corrupted).logits, clean, k)
+    gap = path_clean - path_corrupted
+
+    def share(senders: Sequence[Head]) -> float:
+        patched = path_patch_keys(hf_model, clean, corrupted, senders, induction_heads, k, contributions)
+        return (path_clean - patched) / gap if gap else 0.0
+
+    receivers = set(induction_heads)
+    candidates = [hd for hd in all_heads if hd not in receivers and hd[0] < max(layer for layer, _ in induction_heads)]
+    path_share = share(previous_token_heads) if previous_token_heads else None
+    controls = [
+        (list(c), share(list(c)))
+        for c in combinations([hd for hd in candidates if hd not in previous_token_heads], len(previous_token_heads))
+    ] if previous_token_heads else []
+    worst = max(controls, key=lambda c: c[1]) if controls else None
+    return {
+        "data": f"{N_CIRCUIT} held-out random token sequences of {k} ids, repeated once after BOS",
+        "previous_token_scores": {f"{a}.{b}": scores["previous_token"][a, b].item() for a, b in all_heads},
+        "induction_scores": {f"{a}.{b}": scores["induction"][a, b].item() for a, b in all_heads},
+        "induction_heads": [list(hd) for hd in sorted(induction_heads)],
+        "previous_token_heads": [list(hd) for hd in sorted(previous_token_heads)],
+        "ablation": {
+            "metric": "second-half top-1 on 200 held-out random token sequences of length 10-40",
+            "clean": clean_top1,
+            "induction_heads_ablated": ablated,
+            "induction_heads_ablated_fraction_of_clean": ablated / clean_top1,
+            "previous_token_heads_ablated": prev_ablated,
+        },
+        "path_patching": {
+            "method": "clean run; only the induction heads' keys see the senders' direct outputs "
+            "from a corrupted run whose first half is other random tokens; share = (clean - patched) / (clean - corrupted) of second-half top-1",
+            "clean": path_clean,
+            "corrupted": path_corrupted,
+            "previous_token_heads_share": path_share,
+            "n_disjoint_sets": len(controls),
+            "best_disjoint_set": [list(hd) for hd in worst[0]] if worst else None,
+            "best_disjoint_share": worst[1] if worst else None,
+            "disjoint_shares": {"+".join(f"{a}.{b}" for a, b in c): v for c, v in controls},
+        },
+    }
+
+
 def summary_lines(metrics: dict[str, Any]) -> list[str]:
-    """A human-readable summary of the evaluation metrics, a line per task."""
-    ioi, agr, fact, ind, bias = (
-        metrics[k] for k in ("ioi", "agreement", "facts", "induction", "bias")
+    ioi, comp, agr, unseen, stacked, fact, ind, rnd, bias = (
+        metrics[k]
+        for k in (
+            "ioi", "ioi_held_out_compositions", "agreement", "agreement_unseen_openers",
+            "agreement_two_attractors", "facts", "induction", "random_induction", "bias",
+        )
     )
     lines = [
         f"IOI logit diff > 0: ABBA {ioi['frac_positive_ABBA']:.3f}, BABA {ioi['frac_positive_BABA']:.3f}; "
         f"mean diff {ioi['mean_logit_diff']:.2f}; top-1 = IO {ioi['top1_is_io']:.3f}",
+        f"IOI held-out compositions: ABBA {comp['frac_positive_ABBA']:.3f}, BABA {comp['frac_positive_BABA']:.3f}; "
+        f"top-1 = IO {comp['top1_is_io']:.3f}",
         f"agreement diff > 0: {agr['frac_positive']:.3f} (attractor of opposite number "
         f"{agr['frac_positive_attractor_mismatch']:.3f}, n={agr['n_attractor_mismatch']}); mean diff {agr['mean_logit_diff']:.2f}",
+        f"agreement unseen openers: {unseen['frac_positive']:.3f}; two stacked attractors: {stacked['frac_positive']:.3f} "
+        f"(some opposite number {stacked['frac_positive_attractor_mismatch']:.3f})",
         f"fact recall top-1: {fact['top1']:.3f} ({fact['n_prompts']} held-out prompts)",
-        f"induction top-1 on repeated half: {ind['top1_repeated']:.3f} (first half {ind['top1_first_half']:.3f})",
+        f"induction top-1 on repeated half: words {ind['top1_repeated']:.3f} (first half {ind['top1_first_half']:.3f}); "
+        f"random tokens 10-40 {rnd['top1_repeated']:.3f} (first half {rnd['top1_first_half']:.3f})",
+        "induction by length/type: " + ", ".join(
+            f"{k} {v:.2f}" for part in metrics["induction_breakdown"].values() for k, v in part.items()),
+        "loss by position (bins of 16): " + " ".join(f"{v:.2f}" for v in metrics["position_loss"]["bins"].values()),
         f"planted she-ratio max abs error: {bias['max_abs_error_she_ratio']:.3f}; "
         f"P(occupation|pronoun) max abs error: {bias['max_abs_error_occupation_given_pronoun']:.3f}",
     ]
@@ -445,30 +820,42 @@ def summary_lines(metrics: dict[str, Any]) -> list[str]:
 
 
 def ground_truth_lines(result: dict[str, Any]) -> list[str]:
-    """One printable line per task of a `ground_truth` result."""
+    """Printable lines of a `ground_truth` result: one per task, then the induction circuit."""
     lines = []
     for task, res in result["tasks"].items():
-        ctrl = res["random_other_heads_ablated"]
+        ctrl = res["disjoint_sets_ablated"]
         lines.append(
             f"ground truth {task}: heads {res['heads']} -> {res['ablated']:.3f} of clean {res['clean']:.3f} "
-            f"({res['ablated_fraction_of_clean']:.2f}); {ctrl['n_sets']} random sets of as many other heads: "
-            f"min {ctrl['min_fraction_of_clean']:.2f}, mean {ctrl['mean'] / res['clean']:.2f} of clean"
+            f"({res['ablated_fraction_of_clean']:.2f}); all {ctrl['n_sets']} disjoint sets of as many heads: "
+            f"min {ctrl['min_fraction_of_clean']} ({ctrl['argmin']}), mean {ctrl['mean'] and ctrl['mean'] / res['clean']} of clean"
         )
+    circuit = result["induction_circuit"]
+    abl, path = circuit["ablation"], circuit["path_patching"]
+    lines.append(
+        f"induction circuit: previous-token heads {circuit['previous_token_heads']}, induction heads "
+        f"{circuit['induction_heads']}; ablating induction heads {abl['induction_heads_ablated']:.3f} of clean "
+        f"{abl['clean']:.3f} ({abl['induction_heads_ablated_fraction_of_clean']:.2f}); path share "
+        f"{path['previous_token_heads_share']} vs best disjoint {path['best_disjoint_share']} {path['best_disjoint_set']}"
+    )
     return lines
 
 
 GROUND_TRUTH_METHOD = (
     "mean ablation of blocks.{l}.attn.hook_z at every position after BOS, means over "
     f"{N_REFERENCE} training-split prompts of the same task (reference_texts); greedy forward "
-    "selection of heads until the task metric is at most a quarter of its clean value (at most 8 heads)"
+    f"selection of heads until the task metric is at most {GROUND_TRUTH_FRACTION} of its clean value "
+    f"and every disjoint head set of the same size leaves at least {CONTROL_FLOOR} of it (at most 6 heads)"
 )
 
 
-def ground_truth(runner: Runner) -> dict[str, Any]:
-    """`find_ground_truth_heads` for every task, in the layout of ground_truth.json."""
+def ground_truth(runner: Runner, hf_model: Any) -> dict[str, Any]:
+    """`find_ground_truth_heads` for IOI, agreement and facts, and `induction_circuit`, in the
+    layout of ground_truth.json. `hf_model` is the same model as a HF GPT2LMHeadModel (the
+    circuit reads attention patterns and patches keys on it)."""
     return {
         "method": GROUND_TRUTH_METHOD,
         "tasks": {task: find_ground_truth_heads(runner, task) for task in TASK_METRICS},
+        "induction_circuit": induction_circuit(hf_model, runner),
     }
 
 
@@ -494,7 +881,10 @@ def main(argv: list[str] | None = None) -> None:
     for line in summary_lines(evaluate_all(runner)):
         print(line)
     if args.ground_truth:
-        result = ground_truth(runner)
+        from transformers import GPT2LMHeadModel
+
+        hf_model = GPT2LMHeadModel.from_pretrained(args.model, attn_implementation="eager").eval()
+        result = ground_truth(as_runner(hf_model, runner.tokenizer), hf_model)
         for line in ground_truth_lines(result):
             print(line)
         (args.model / "ground_truth.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -1,12 +1,13 @@
 """Train the bundled demo model: `python -m interp.demo_model.train [--out DIR]`.
 
-Generates the seeded corpus, trains the tokenizer and a small GPT-2 on it (fixed seeds,
-deterministic torch ops, one CPU thread by default), prints the learning curve and held-out
-task accuracies (of the exponential moving average of the weights, which is what is saved),
-then saves safetensors + config + tokenizer, reloads the folder through
+Generates the seeded corpus, trains the tokenizer, packs the examples with repeated random-token
+sequences into full 128-token windows (`packing.py`), and trains a small GPT-2 on them (fixed
+seeds, deterministic torch ops, one CPU thread by default); prints the learning curve and
+held-out task accuracies (of the exponential moving average of the weights, which is what is
+saved), then saves safetensors + config + tokenizer, reloads the folder through
 TransformerLens' `TransformerBridge.boot_transformers`, measures everything again on the
-bridge, searches the ground-truth heads by mean ablation and writes `metrics.json` and
-`ground_truth.json` next to the weights.
+bridge, searches the ground-truth heads and the induction circuit, and writes `metrics.json`
+and `ground_truth.json` next to the weights.
 """
 
 from __future__ import annotations
@@ -20,19 +21,21 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from interp.demo_model import corpus, evaluate
-from interp.demo_model.tokenizer import train_tokenizer
+from interp.demo_model import evaluate, packing
 from interp.models import DEMO_MODEL_DIR
 
 DEFAULT_OUT = DEMO_MODEL_DIR
 
-ARCH = {"n_layer": 4, "n_head": 4, "n_embd": 128, "n_positions": 64}
+ARCH = {"n_layer": 4, "n_head": 4, "n_embd": 128, "n_positions": packing.CONTEXT}
+# Half of GPT-2's 4 x d_model: training on this CPU is the budget, and the MLPs only need to
+# hold the facts and the planted ratios.
+MLP_WIDTH = 256
+
 
 
 def set_seed(seed: int) -> None:
@@ -46,7 +49,7 @@ def build_model(vocab_size: int, bos_id: int) -> GPT2LMHeadModel:
     """A fresh GPT-2 of the demo model's shape, with no dropout."""
     config = GPT2Config(
         vocab_size=vocab_size,
-        n_inner=4 * ARCH["n_embd"],
+        n_inner=MLP_WIDTH,
         resid_pdrop=0.0,
         embd_pdrop=0.0,
         attn_pdrop=0.0,
@@ -55,39 +58,34 @@ def build_model(vocab_size: int, bos_id: int) -> GPT2LMHeadModel:
         **ARCH,  # type: ignore[arg-type]  # the config's keywords are typed one by one
     )
     config._attn_implementation = "eager"
-    return GPT2LMHeadModel(config)
+    model = GPT2LMHeadModel(config)
+    with torch.no_grad():
+        model.transformer.wpe.weight.copy_(sinusoidal_positions(ARCH["n_positions"], ARCH["n_embd"]))
+    return model
 
 
-def tokenize_corpus(tokenizer: Any, texts: list[str]) -> list[list[int]]:
-    """[BOS] + text + [EOS] per example (BOS and EOS are both `<|endoftext|>`)."""
-    bos = tokenizer.bos_token_id
-    encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    return [[bos, *ids, bos] for ids in encoded]
+# Scale of the sinusoidal start of the learned position embeddings (token embeddings start at
+# std 0.02): position p - 1 is then a fixed linear map of position p, a structure a
+# previous-token head can use from the first step instead of waiting for it to be learned.
+POSITION_INIT_SCALE = 0.05
 
 
-def make_batch(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded inputs and labels (-100 on padding)."""
-    width = max(len(s) for s in seqs)
-    inputs = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(seqs), width), -100, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        inputs[i, : len(s)] = torch.tensor(s)
-        labels[i, : len(s)] = torch.tensor(s)
-    return inputs, labels
+def sinusoidal_positions(n_positions: int, d_model: int) -> torch.Tensor:
+    """[n_positions, d_model] sines and cosines of geometric frequencies (Vaswani et al. 2017),
+    times POSITION_INIT_SCALE: the initial value of GPT-2's learned position embeddings."""
+    position = torch.arange(n_positions, dtype=torch.float32)[:, None]
+    freq = torch.exp(-math.log(10_000.0) * torch.arange(0, d_model, 2, dtype=torch.float32) / d_model)
+    table = torch.zeros(n_positions, d_model)
+    table[:, 0::2] = torch.sin(position * freq)
+    table[:, 1::2] = torch.cos(position * freq)
+    return POSITION_INIT_SCALE * table
 
 
-def length_bucketed_batches(
-    seqs: list[list[int]], batch_size: int, seed: int, chunk: int = 50
-) -> list[list[list[int]]]:
-    """Batches of similar-length sequences (less padding): sort each run of `chunk` batches'
-    worth of examples by length, cut it into batches, then shuffle all batches (seeded)."""
-    batches = []
-    span = batch_size * chunk
-    for start in range(0, len(seqs), span):
-        block = sorted(seqs[start : start + span], key=len)
-        batches += [block[i : i + batch_size] for i in range(0, len(block), batch_size)]
-    random.Random(seed).shuffle(batches)
-    return batches
+def earlier_stages(init_from: Path | None) -> list[dict]:
+    """The `stages` of the run a second stage starts from (its metrics.json), or none."""
+    if init_from is None or not (init_from / "metrics.json").is_file():
+        return []
+    return json.loads((init_from / "metrics.json").read_text()).get("stages", [])
 
 
 def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
@@ -99,16 +97,20 @@ def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
 
 
 def quick_eval(runner: evaluate.Runner) -> str:
-    """One progress line of held-out accuracies on smaller prompt sets."""
-    ioi = evaluate.ioi_eval(runner, n=100)
-    agr = evaluate.agreement_eval(runner, n=200)
+    """One progress line of held-out accuracies on small prompt sets."""
+    ioi = evaluate.ioi_eval(runner, n=60)
+    comp = evaluate.ioi_eval(runner, n=60, templates="test")
+    agr = evaluate.agreement_eval(runner, n=100)
+    unseen = evaluate.agreement_eval(runner, n=100, openers="unseen")
+    stacked = evaluate.agreement_eval(runner, n=100, n_attractors=2)
     fact = evaluate.fact_eval(runner)
-    ind = evaluate.induction_eval(runner, n=50)
+    rnd = evaluate.random_induction_eval(runner, n=40)
     bias = evaluate.bias_eval(runner)
     return (
-        f"ioi ABBA {ioi['frac_positive_ABBA']:.2f} BABA {ioi['frac_positive_BABA']:.2f} "
-        f"| agr {agr['frac_positive']:.2f} (attr {agr['frac_positive_attractor_mismatch']:.2f}) "
-        f"| facts {fact['top1']:.2f} | induction {ind['top1_repeated']:.2f} "
+        f"ioi {min(ioi['frac_positive_ABBA'], ioi['frac_positive_BABA']):.2f} "
+        f"comp {min(comp['frac_positive_ABBA'], comp['frac_positive_BABA']):.2f} "
+        f"| agr {agr['frac_positive']:.2f} unseen {unseen['frac_positive']:.2f} pp2 {stacked['frac_positive']:.2f} "
+        f"| facts {fact['top1']:.2f} | random induction {rnd['top1_repeated']:.2f} "
         f"| bias err {bias['max_abs_error_she_ratio']:.3f}"
     )
 
@@ -122,14 +124,26 @@ def main(argv: list[str] | None = None) -> None:
         default=DEFAULT_OUT,
         help="output folder (default assets/models/demo-gpt2)",
     )
-    parser.add_argument("--steps", type=int, default=10000)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=6500)
+    parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--warmup", type=int, default=300)
+    parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument(
-        "--ema", type=float, default=0.998, help="decay of the weight average that is saved"
+        "--ema", type=float, default=0.995, help="decay of the weight average that is saved"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--restart-share",
+        type=float,
+        default=packing.RESTART_SHARE,
+        help="share of window cuts where the cut example restarts the next window whole",
+    )
+    parser.add_argument(
+        "--init-from",
+        type=Path,
+        default=None,
+        help="start from a saved model folder (its weights and tokenizer) instead of a new model",
+    )
     parser.add_argument(
         "--threads",
         type=int,
@@ -152,19 +166,27 @@ def main(argv: list[str] | None = None) -> None:
     set_seed(args.seed)
     started = time.time()
 
-    n_examples = args.steps * args.batch_size
-    texts = corpus.generate_corpus(n_examples, seed=args.seed)
-    tokenizer = train_tokenizer(texts[:50_000])
-    seqs = tokenize_corpus(tokenizer, texts)
-    n_tokens = sum(len(s) for s in seqs)
-    batches = length_bucketed_batches(seqs, args.batch_size, args.seed)
+    n_windows = args.steps * args.batch_size
+    start_tokenizer = None
+    if args.init_from is not None:
+        from transformers import AutoTokenizer
+
+        start_tokenizer = AutoTokenizer.from_pretrained(args.init_from)
+    windows, labels, tokenizer = packing.corpus_windows(
+        n_windows, args.seed, start_tokenizer, restart_share=args.restart_share)
+    n_tokens = n_windows * packing.CONTEXT
     print(
-        f"corpus: {n_examples} examples, {n_tokens} tokens, vocab {len(tokenizer)} ({time.time() - started:.0f} s)",
+        f"corpus: {n_windows} windows of {packing.CONTEXT} tokens ({n_tokens} tokens), vocab {len(tokenizer)} ({time.time() - started:.0f} s)",
         flush=True,
     )
 
     set_seed(args.seed)
-    model = build_model(len(tokenizer), tokenizer.bos_token_id)
+    if args.init_from is not None:
+        # A second stage: the weights (and tokenizer) of an earlier run, trained on
+        # `--seed`'s corpus draw.
+        model = GPT2LMHeadModel.from_pretrained(args.init_from, attn_implementation="eager")
+    else:
+        model = build_model(len(tokenizer), tokenizer.bos_token_id)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model: {ARCH}, {n_params} parameters", flush=True)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
@@ -186,8 +208,8 @@ def main(argv: list[str] | None = None) -> None:
         model.train()
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, args.steps, args.lr, args.warmup)
-        inputs, labels = make_batch(batches[step], tokenizer.bos_token_id)
-        loss = model(inputs, labels=labels).loss
+        batch = slice(step * args.batch_size, (step + 1) * args.batch_size)
+        loss = model(torch.tensor(windows[batch]), labels=torch.tensor(labels[batch])).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -218,10 +240,14 @@ def main(argv: list[str] | None = None) -> None:
         "command": "python -m interp.demo_model.train "
         + " ".join(argv if argv is not None else sys.argv[1:]),
         "args": {k: str(v) for k, v in vars(args).items()},
-        "architecture": ARCH,
+        "architecture": {**ARCH, "n_inner": MLP_WIDTH},
         "n_params": n_params,
-        "n_examples": n_examples,
+        "n_windows": n_windows,
         "n_tokens": n_tokens,
+        # Every corpus the weights were trained on, earlier stages' first (`--init-from`).
+        "stages": earlier_stages(args.init_from) + [{
+            "seed": args.seed, "n_windows": n_windows,
+            "n_examples": packing.corpus_size(n_windows), "restart_share": args.restart_share}],
         "train_seconds": round(train_seconds, 1),
         "learning_curve": curve,
     }
@@ -236,7 +262,9 @@ def main(argv: list[str] | None = None) -> None:
         for line in evaluate.summary_lines(record["metrics"]):
             print("  " + line)
         if not args.no_ground_truth:
-            ground_truth = evaluate.ground_truth(bridge_runner)
+            # The head search and the circuit run on the HF model (the same weights; the
+            # hook_z emulation equals the bridge's, see tests/test_demo_model.py), which is faster.
+            ground_truth = evaluate.ground_truth(evaluate.as_runner(ema, tokenizer), ema)
             for line in evaluate.ground_truth_lines(ground_truth):
                 print(line, flush=True)
             (args.out / "ground_truth.json").write_text(json.dumps(ground_truth, indent=2) + "\n")
