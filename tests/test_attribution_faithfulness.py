@@ -68,9 +68,10 @@ ONE_TOKEN_CASES = {
     # rank the indirect object (' James', position 2) first (tests/test_attribution_ioi.py).
     "ioi_held_out": ("After James and Oliver went to the station, Oliver handed a coin to", None),
 }
-# Measured on this branch: gradient x input ranks the subject's second mention (' John') first
-# on the IOI prompt, and its deletion AOPC is 3.3 against 4.2 for random orders.
-KNOWN_MISSES = {("gradient_x_input", "ioi")}
+# Cases a method is measured to miss (strict xfail). The first demo model's gradient x input
+# ranked the subject's second mention first on the IOI prompt (deletion AOPC 3.3 against 4.2
+# for random orders); the second demo model (#20) beats random orders on every case.
+KNOWN_MISSES: set[tuple[str, str]] = set()
 
 
 @pytest.mark.slow  # one attribution and ~300 masked forward passes per case on the demo model

@@ -69,13 +69,14 @@ def test_a_multi_token_word_is_scored_as_a_sequence_and_padding_changes_nothing(
 def test_the_template_probe_finds_the_planted_pronoun_skew_with_sign_and_size(demo_model):
     """Reference: the demo model's planted P(she | occupation frame) (its corpus and model
     card): the probe's share P(she) / (P(she) + P(he)), mean over the card's four frames, is
-    within 3 points of each ratio, on the right side of one half."""
+    within the card's 5 points of each ratio (the second demo model is measured at most 4.0
+    off), on the right side of one half."""
     templates = [frame.replace("{occ}", "{target}") + " {group}" for frame in BIAS_FRAMES]
     result = bias.template_probe(demo_model, templates, ["he", "she"], list(OCCUPATION_SHE_RATIO))
     assert result.scored == "group"
     for occupation, ratio in OCCUPATION_SHE_RATIO.items():
         comparison = result.comparison(occupation, "she")
-        assert comparison.share == pytest.approx(ratio, abs=0.03), occupation
+        assert comparison.share == pytest.approx(ratio, abs=0.05), occupation
         if ratio != 0.5:
             assert np.sign(comparison.difference) == np.sign(ratio - 0.5), occupation
 
