@@ -31,14 +31,18 @@ def api_in_repository() -> bool:
 
 
 def fastapi_app():
-    """The FastAPI application of `api`: `api.app`, or what `api.create_app()` returns."""
-    module = importlib.import_module("api")
-    app = getattr(module, "app", None)
-    if app is None and callable(getattr(module, "create_app", None)):
-        app = module.create_app()
-    if app is None or not callable(getattr(app, "openapi", None)):
-        raise RuntimeError("the api package has neither an `app` with openapi() nor create_app()")
-    return app
+    """The FastAPI application of `api`: `api.app.create_api(settings)` with the default
+    settings (what `streamlit_app.py` mounts under /api), or an older layout's `api.app` /
+    `api.create_app()`."""
+    module = importlib.import_module("api.app")
+    if callable(getattr(module, "create_api", None)):
+        from interp.settings import Settings
+
+        return module.create_api(Settings())
+    app = getattr(importlib.import_module("api"), "create_app", None)
+    if callable(app):
+        return app()
+    raise RuntimeError("the api package has no create_api(settings) in api.app")
 
 
 def endpoint_rows(schema: dict) -> list[tuple[str, str, str]]:
@@ -69,7 +73,8 @@ class OpenAPISchema(SphinxDirective):
         # Parsed as MyST Markdown, like the page that holds the directive.
         lines = ["| Method | Path | What it does |", "|---|---|---|"]
         for method, path, summary in endpoint_rows(schema):
-            lines.append(f"| `{method}` | `{path}` | {summary.replace('|', '/') or '-'} |")
+            # The schema's paths are the FastAPI app's own; streamlit_app.py mounts it at /api.
+            lines.append(f"| `{method}` | `/api{path}` | {summary.replace('|', '/') or '-'} |")
         container = nodes.container()
         self.state.nested_parse(StringList(lines), self.content_offset, container)
         text = json.dumps(schema, indent=2, sort_keys=False)
