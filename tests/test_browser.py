@@ -275,3 +275,51 @@ def test_the_patching_page_runs_the_induction_task_and_its_check(app_url, page):
     screenshot(page, ARTIFACTS, "patching-induction-check")
     click_and_wait(page, main.get_by_text("Subject-verb agreement", exact=True))
     assert not problems, "\n".join(problems)
+
+
+FIGURE_DATA_JS = """() => Array.from(document.querySelectorAll('[data-testid="stMain"] .js-plotly-plot'))
+    .map(plot => JSON.stringify((plot.data || []).map(trace => [trace.z, trace.y, trace.x,
+                                                                  trace.text])))"""
+
+
+def test_a_shared_link_gives_the_same_numbers_in_a_fresh_browser_session(app_url, page):
+    """Reference: issue #25's link line. The first session runs the Logit lens on a typed
+    prompt and copies its Share link (with the prompt); a fresh browser opens the link and runs
+    the lens: every figure's data (read from Plotly in the page) is the same."""
+    if default_model_key() is None:
+        pytest.skip("no model loads offline: the pages show only their 'can't load' message")
+    entry = entry_for("logit_lens")
+    prompt = "The capital of France is the city of"
+    page.goto(f"{app_url}/{entry.url_path}", wait_until="domcontentloaded")
+    wait_for_app_shell(page, entry.url_path, PAGES[0].url_path)
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    box = sidebar.locator('textarea[aria-label="Prompt"]')
+    original = box.input_value()
+    try:
+        box.fill(prompt)
+        click_and_wait(page, page.locator('[data-testid="stMain"] h1').first)
+        problems = run_main_action(page, "links-first", main_action(entry), ARTIFACTS)
+        first = page.evaluate(FIGURE_DATA_JS)
+        click_and_wait(page, page.get_by_role("button", name="Share link"))
+        click_and_wait(page, page.get_by_text("Include the prompt", exact=True))
+        link = page.locator("code").filter(has_text="model=").first.inner_text().strip()
+        page.keyboard.press("Escape")
+    finally:
+        box.fill(original)
+        click_and_wait(page, page.locator('[data-testid="stMain"] h1').first)
+    assert "prompt=" in link, link
+    # A new browser context: its own cookies and storage, so a new Streamlit session.
+    fresh_context = page.context.browser.new_context(viewport={"width": 1400, "height": 1600})
+    try:
+        fresh = fresh_context.new_page()
+        fresh.goto(link, wait_until="domcontentloaded")
+        wait_for_app_shell(fresh, entry.url_path, PAGES[0].url_path)
+        shown = fresh.locator('[data-testid="stSidebar"] textarea[aria-label="Prompt"]')
+        assert shown.input_value() == prompt
+        problems += run_main_action(fresh, "links-fresh", main_action(entry), ARTIFACTS)
+        second = fresh.evaluate(FIGURE_DATA_JS)
+    finally:
+        fresh_context.close()
+    assert not problems, "\n".join(problems)
+    assert first and len(first[0]) > 100
+    assert second == first
