@@ -63,7 +63,7 @@ MODEL_REGISTRY: dict[str, ModelSpec] = {
                   "36 layers, 20 heads, d_model 1280."),
         ModelSpec("gpt2-xl", "GPT-2 XL", "openai-community/gpt2-xl", 1_557_611_200,
                   "48 layers, 25 heads, d_model 1600."),
-        ModelSpec("demo", "Demo model (not GPT-2)", str(DEMO_MODEL_DIR), 1_051_520,
+        ModelSpec("demo", "Demo model (not GPT-2)", str(DEMO_MODEL_DIR), 804_352,
                   "A small GPT-2-architecture model shipped with the app and trained on synthetic "
                   "text with known behaviours (IOI, agreement, facts, induction); works offline.",
                   is_demo=True),

@@ -167,9 +167,12 @@ def test_every_page_is_registered_once():
 
 
 def test_the_demo_card_names_no_server_path_and_one_parameter_count():
-    """Reference: the registry's own count written by hand here (1,051,520 -> "1.05M", the same
-    string in the picker and on the card), and the bundled folder's absolute path, which a public
-    deployment must not show."""
+    """Reference: the bundled weights' own count, read from model.safetensors here (804,352 ->
+    "0.80M", the same string in the picker and on the card), and the bundled folder's absolute
+    path, which a public deployment must not show."""
+    import math
+
+    from safetensors import safe_open
     from interp.models import DEMO_MODEL_DIR, MODEL_REGISTRY
     from pages.kit import model_label
 
@@ -179,9 +182,11 @@ def test_the_demo_card_names_no_server_path_and_one_parameter_count():
     assert not app.exception
     shown = texts(app) + "\n" + "\n".join(str(m.value) for m in app.metric)
     assert str(DEMO_MODEL_DIR) not in shown.replace("\\", "")  # Markdown escapes removed
-    assert MODEL_REGISTRY["demo"].n_params == 1_051_520
-    assert {m.label: m.value for m in app.metric}["Parameters"] == "1.05M"
-    assert model_label("demo").endswith(" · 1.05M")
+    with safe_open(str(DEMO_MODEL_DIR / "model.safetensors"), "pt") as weights:
+        count = sum(math.prod(weights.get_slice(name).get_shape()) for name in weights.keys())
+    assert MODEL_REGISTRY["demo"].n_params == count == 804_352
+    assert {m.label: m.value for m in app.metric}["Parameters"] == "0.80M"
+    assert model_label("demo").endswith(" · 0.80M")
 
 
 def test_known_results_are_offered_only_for_gpt2_small(tiny_model_dir):
