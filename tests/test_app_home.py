@@ -173,6 +173,7 @@ def test_the_demo_card_names_no_server_path_and_one_parameter_count():
     import math
 
     from safetensors import safe_open
+
     from interp.models import DEMO_MODEL_DIR, MODEL_REGISTRY
     from pages.kit import model_label
 
