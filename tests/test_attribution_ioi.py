@@ -22,19 +22,22 @@ def io_position(model, prompt) -> int:
 
 
 @pytest.mark.slow
-def test_ig_gradient_x_input_and_lrp_rank_the_indirect_object_first(demo):
+@pytest.mark.parametrize("method, options", [
+    pytest.param("integrated_gradients", {"n_steps": 64}, marks=pytest.mark.xfail(
+        strict=True, reason="measured on demo model v2: integrated gradients (end-of-text "
+        "baseline, 64 steps) ranks the indirect object first on none of the first 8 held-out "
+        "prompts (on v1: 1-3 of 8)")),
+    ("gradient_x_input", {}), ("lrp", {})])
+def test_gradient_methods_rank_the_indirect_object_first(demo, method, options):
     """Reference: the IOI prompt's construction (held-out split of the demo corpus), whose answer
-    the model gives. One prompt, chosen because all three agree on it: across the first 8
-    held-out prompts LRP ranks the indirect object first on all 8 (test below), gradient x input
-    on 2 (predicted-name target) or 5 (IO - S contrast), integrated gradients on 1-3 depending on
-    the baseline (eos, zeros, mean embedding; 64-128 steps)."""
+    the model gives. One prompt: on demo model v2, across the first 8 held-out prompts LRP ranks
+    the indirect object first on all 8 (test below), gradient x input on 4 (this one among
+    them), integrated gradients on none."""
     prompt = ioi_prompts("test", 8)[2]
     position = io_position(demo, prompt)
-    for method, options in [("integrated_gradients", {"n_steps": 64}),
-                            ("gradient_x_input", {}), ("lrp", {})]:
-        result = attribute(demo, prompt.text, method, **options)
-        assert demo.decode([result.target.token_id]) == f" {prompt.io}"
-        assert result.ranking()[0] == position, (method, options)
+    result = attribute(demo, prompt.text, method, **options)
+    assert demo.decode([result.target.token_id]) == f" {prompt.io}"
+    assert result.ranking()[0] == position, (method, options)
 
 
 @pytest.mark.slow

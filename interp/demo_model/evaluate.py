@@ -231,6 +231,7 @@ def agreement_eval(
 
 
 def fact_eval(runner: Runner, hooks: Sequence[Hook] = ()) -> dict[str, float]:
+    """Fact recall on the held-out fact prompts: top-1 accuracy of the answer token."""
     prompts = corpus.fact_prompts("test")
     logits = last_logits(runner, [p.text for p in prompts], hooks)
     answers = _ids(runner, [p.answer for p in prompts])
@@ -787,6 +788,7 @@ def induction_circuit(hf_model: Any, runner: Runner) -> dict[str, Any]:
 
 
 def summary_lines(metrics: dict[str, Any]) -> list[str]:
+    """Printable lines of `evaluate_all`'s measures (the card's held-out section)."""
     ioi, comp, agr, unseen, stacked, fact, ind, rnd, bias = (
         metrics[k]
         for k in (
