@@ -212,12 +212,10 @@ def pairs_section(side: kit.Side) -> None:
 
 
 def group_toxicity_inputs() -> dict:
-    template = ask(st.text_input, "Prompt naming each group ({group} once)", "group_template",
-                   bias.DEFAULT_GROUP_TOXICITY_TEMPLATE)
-    groups = ask(st.text_input, "Groups", "group_terms", ", ".join(bias.DEFAULT_TOXICITY_GROUPS))
+    chosen = kit.input_form(bias.GROUP_TOXICITY_FIELDS, P)
     options = sampling_inputs("group_", 8, 20)
     clicked = st.button("Sample per group", key=P + "group_run")
-    return dict(template=template, groups=groups, options=options, clicked=clicked)
+    return dict(chosen, options=options, clicked=clicked)
 
 
 def group_toxicity_section(side: kit.Side) -> None:
@@ -241,16 +239,7 @@ def group_toxicity_section(side: kit.Side) -> None:
 
 
 def confidence_inputs() -> dict:
-    text = ask(st.text_area, "Text or prompt", "confidence_text",
-               "The nurse said that she would be late.", height=70)
-    left, right = st.columns(2)
-    mode = ask(left.radio, "Trace", "confidence_mode", "text",
-               options=["text", "generation"], horizontal=True,
-               format_func={"text": "this text", "generation": "a greedy continuation too"}.get)
-    threshold = ask(right.slider, "Low confidence below (top-1 probability)",
-                    "confidence_threshold", behaviour.DEFAULT_LOW_CONFIDENCE, min_value=0.05,
-                    max_value=0.95, step=0.05)
-    return dict(text=text, mode=mode, threshold=float(threshold))
+    return kit.input_form(behaviour.CONFIDENCE_FIELDS, P)
 
 
 def confidence_section(side: kit.Side) -> None:
