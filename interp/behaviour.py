@@ -19,9 +19,20 @@ import torch
 
 from interp.bias import continuation_log_probs, parse_terms
 from interp.errors import InvalidOptionError, InvalidPromptError, invalid_choice
+from interp.inputs import InputField
 
 Progress = Callable[[float, str], None]
 DEFAULT_LOW_CONFIDENCE = 0.3
+TRACE_MODES = {"text": "this text", "generation": "a greedy continuation too"}
+CONFIDENCE_FIELDS = (  # the form of confidence_along / confidence_of_generation
+    InputField("text", "Text or prompt", "The nurse said that she would be late.", "long_text",
+               key="confidence_text"),
+    InputField("mode", "Trace", "text", "radio", key="confidence_mode",
+               choices=tuple(TRACE_MODES), choice_labels=TRACE_MODES, row=1),
+    InputField("threshold", "Low confidence below (top-1 probability)", DEFAULT_LOW_CONFIDENCE,
+               "slider", key="confidence_threshold", minimum=0.05, maximum=0.95, step=0.05,
+               row=1, column=1),
+)
 REPEAT_NGRAM = 3
 REPETITION_LOOP_SHARE = 0.3
 

@@ -38,6 +38,7 @@ class InputField:
     help: str | None = None
     empty_means_none: bool = False
     shown_when: tuple[str, tuple] | None = None
+    number_format: str | None = None  # printf-style, e.g. "%.0e" for a small rate
 
     def __post_init__(self) -> None:
         if self.kind not in INPUT_KINDS:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from interp.errors import ClassifierUnavailableError, InvalidOptionError, invalid_choice
+from interp.inputs import InputField
 from interp.settings import Settings, env_name
 
 Progress = Callable[[float, str], None]
@@ -36,6 +37,25 @@ CHECKPOINT_SETTING = env_name("detoxify_checkpoint")
 CONFIG_SETTING = env_name("detoxify_config")
 DEFAULT_THRESHOLD = 0.5
 MAX_TEXTS = 2000
+
+
+def sampling_fields(k: int, max_new_tokens: int) -> tuple[InputField, ...]:
+    """The form of a sample-and-score run: K continuations, temperature, top-p, new tokens,
+    seed and the toxicity threshold (keyword arguments of `continuations_toxicity` and
+    `interp.bias.group_toxicity`), with `k` and `max_new_tokens` as defaults."""
+    return (
+        InputField("k", "Continuations (K)", k, "integer", minimum=1, maximum=100),
+        InputField("temperature", "Temperature", 1.0, "slider", minimum=0.0, maximum=2.0,
+                   step=0.1, column=1),
+        InputField("top_p", "top-p", 0.95, "slider", minimum=0.05, maximum=1.0, step=0.05,
+                   column=2),
+        InputField("max_new_tokens", "New tokens", max_new_tokens, "integer", key="tokens",
+                   minimum=1, maximum=60, row=1),
+        InputField("seed", "Seed (continuation i uses seed + i)", 0, "integer", minimum=0,
+                   step=1, row=1, column=1),
+        InputField("threshold", "Toxic above", DEFAULT_THRESHOLD, "slider", minimum=0.05,
+                   maximum=0.95, step=0.05, row=1, column=2),
+    )
 
 
 @dataclass(frozen=True)

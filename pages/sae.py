@@ -11,8 +11,9 @@ import streamlit as st
 from interp import sae as saes
 from interp.errors import InterpError
 from interp.explain import md_escape
-from interp.sae.buffer import SITE_LABELS, hook_width
+from interp.sae.buffer import hook_width
 from interp.sae.features import FeatureContext
+from interp.sae.forms import MORE_TRAINING_FIELDS, training_fields, training_setup
 from interp.sae.reporting import saelens_zip
 from interp.sae.runs import (
     assess,
@@ -26,7 +27,6 @@ from pages import kit
 ACTION = "Train SAE"
 P = "sae."  # this page's session-state keys
 TRAINER = P + "trainer"  # the running trainer, kept so a stopped run keeps its best state
-ARCHITECTURE_LABELS = {"topk": "TopK", "relu": "ReLU + L1", "batchtopk": "BatchTopK"}
 
 
 def ask(widget, label: str, name: str, default, **options):
@@ -49,39 +49,10 @@ def corpus_input() -> tuple[str, list[str]]:
 
 def training_inputs(model) -> tuple[str, saes.TrainingConfig, int]:
     n_layers = model.info.n_layers
-    left, right = st.columns(2)
-    site = ask(left.selectbox, "Activation", "site", "resid_pre", options=list(saes.SITES),
-               format_func=SITE_LABELS.get)
-    layer = ask(left.slider, "Layer", "layer", n_layers // 2, min_value=0,
-                max_value=n_layers - 1)
-    architecture = ask(right.radio, "Architecture", "architecture", "topk",
-                       options=list(ARCHITECTURE_LABELS), format_func=ARCHITECTURE_LABELS.get)
-    expansion = ask(left.select_slider, "Expansion factor", "expansion", 4,
-                    options=[1, 2, 4, 8, 16, 32])
-    if architecture == "relu":
-        l1 = ask(right.number_input, "L1 coefficient", "l1", 5.0, min_value=0.0, step=0.5)
-        k = 32
-    else:
-        k = ask(right.number_input, "k (features per token)", "k", 32, min_value=1, step=1)
-        l1 = 5.0
-    steps = ask(right.number_input, "Steps", "steps", 300, min_value=10, step=50)
+    chosen = kit.input_form(training_fields(n_layers), P)
     with st.expander("More settings"):
-        a, b = st.columns(2)
-        learning_rate = ask(a.number_input, "Learning rate", "lr", 2e-3, min_value=1e-5,
-                            format="%.0e", step=1e-4)
-        warmup = ask(a.number_input, "Warm-up steps", "warmup", 30, min_value=0, step=10)
-        batch = ask(b.number_input, "Batch (tokens)", "batch", 512, min_value=16, step=64)
-        seed = ask(b.number_input, "Seed", "seed", 0, min_value=0, step=1)
-        max_tokens = ask(a.number_input, "Corpus tokens to collect", "max_tokens", 20_000,
-                         min_value=1_000, step=5_000)
-        resample = ask(b.number_input, "Resample dead every (steps; 0 = off)",
-                       "resample", 100, min_value=0, step=50)
-    config = saes.TrainingConfig(
-        architecture=architecture, expansion=int(expansion), k=int(k), l1_coefficient=float(l1),
-        learning_rate=float(learning_rate), warmup_steps=int(warmup), steps=int(steps),
-        batch_size=int(batch), seed=int(seed), resample_every=int(resample),
-        dead_after_tokens=int(batch) * 50, eval_every=max(1, int(steps) // 30))
-    return saes.hook_name(site, layer, n_layers), config, int(max_tokens)
+        chosen |= kit.input_form(MORE_TRAINING_FIELDS, P)
+    return training_setup(n_layers, **chosen)
 
 
 def recover_stopped_run(model) -> None:

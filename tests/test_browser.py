@@ -21,6 +21,7 @@ then it fails, so CI can't pass without having run it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -228,6 +229,21 @@ def prompt_of_tokens(n_tokens: int) -> str:
     return text
 
 
+@contextlib.contextmanager
+def sidebar_prompt(page, prompt: str):
+    """The sidebar's Prompt box set to `prompt` for the block (it applies on blur), then put
+    back as it was, so later tests see the default prompt."""
+    box = page.locator('[data-testid="stSidebar"] textarea[aria-label="Prompt"]')
+    original = box.input_value()
+    try:
+        box.fill(prompt)
+        click_and_wait(page, page.locator('[data-testid="stMain"] h1').first)
+        yield
+    finally:
+        box.fill(original)
+        click_and_wait(page, page.locator('[data-testid="stMain"] h1').first)
+
+
 def test_the_attention_page_runs_and_compares_on_a_64_token_prompt(app_url, page):
     """Reference: issue #11's browser line: the page (grid, views, compare) on a 64-token prompt
     with no exception shown (the prompt's length counted with the model's own tokenizer)."""
@@ -238,11 +254,7 @@ def test_the_attention_page_runs_and_compares_on_a_64_token_prompt(app_url, page
     page.goto(f"{app_url}/{entry.url_path}", wait_until="domcontentloaded")
     wait_for_app_shell(page, entry.url_path, PAGES[0].url_path)
     sidebar = page.locator('[data-testid="stSidebar"]')
-    box = sidebar.locator('textarea[aria-label="Prompt"]')
-    original = box.input_value()
-    try:
-        box.fill(prompt)
-        click_and_wait(page, page.locator('[data-testid="stMain"] h1').first)  # the box applies on blur
+    with sidebar_prompt(page, prompt):
         problems = run_main_action(page, "attention-64-tokens", main_action(entry), ARTIFACTS)
         for tab in page.locator('[data-testid="stMain"] [role="tab"]').all():
             click_and_wait(page, tab)
@@ -251,9 +263,6 @@ def test_the_attention_page_runs_and_compares_on_a_64_token_prompt(app_url, page
         problems += check_rendered(page, "attention-64-tokens compare", True)
         screenshot(page, ARTIFACTS, "attention-64-tokens-compare")
         click_and_wait(page, sidebar.get_by_text("Compare", exact=True))
-    finally:
-        box.fill(original)
-        click_and_wait(page, page.locator('[data-testid="stMain"] h1').first)
     assert not problems, "\n".join(problems)
 
 
@@ -292,21 +301,13 @@ def test_a_shared_link_gives_the_same_numbers_in_a_fresh_browser_session(app_url
     prompt = "The capital of France is the city of"
     page.goto(f"{app_url}/{entry.url_path}", wait_until="domcontentloaded")
     wait_for_app_shell(page, entry.url_path, PAGES[0].url_path)
-    sidebar = page.locator('[data-testid="stSidebar"]')
-    box = sidebar.locator('textarea[aria-label="Prompt"]')
-    original = box.input_value()
-    try:
-        box.fill(prompt)
-        click_and_wait(page, page.locator('[data-testid="stMain"] h1').first)
+    with sidebar_prompt(page, prompt):
         problems = run_main_action(page, "links-first", main_action(entry), ARTIFACTS)
         first = page.evaluate(FIGURE_DATA_JS)
         click_and_wait(page, page.get_by_role("button", name="Share link"))
         click_and_wait(page, page.get_by_text("Include the prompt", exact=True))
         link = page.locator("code").filter(has_text="model=").first.inner_text().strip()
         page.keyboard.press("Escape")
-    finally:
-        box.fill(original)
-        click_and_wait(page, page.locator('[data-testid="stMain"] h1').first)
     assert "prompt=" in link, link
     # A new browser context: its own cookies and storage, so a new Streamlit session.
     fresh_context = page.context.browser.new_context(viewport={"width": 1400, "height": 1600})

@@ -49,3 +49,44 @@ def test_run_fields_are_run_sweeps_parameters():
     """Invariant against `run_sweeps`'s signature."""
     parameters = inspect.signature(sweeps.run_sweeps).parameters
     assert {f.argument for f in forms.RUN_FIELDS} <= set(parameters)
+
+
+def new_form_fields():
+    from interp import behaviour, bias, toxicity
+    from interp.sae import forms as sae_forms
+
+    preset = bias.probe_preset(bias.default_preset_name("demo"))
+    return [
+        (toxicity.sampling_fields(20, 30), toxicity.continuations_toxicity),
+        (toxicity.sampling_fields(8, 20), bias.group_toxicity),
+        (bias.GROUP_TOXICITY_FIELDS, bias.group_toxicity),
+        (bias.template_probe_fields(preset), bias.template_probe),
+        (behaviour.CONFIDENCE_FIELDS[:1] + behaviour.CONFIDENCE_FIELDS[2:],
+         behaviour.confidence_along),
+        (sae_forms.training_fields(4) + sae_forms.MORE_TRAINING_FIELDS, sae_forms.training_setup),
+    ]
+
+
+def test_page_forms_fill_parameters_of_the_analyses_they_feed():
+    """Invariant against each analysis's signature (inspect): a renamed argument cannot
+    silently drop a toxicity, bias, confidence or SAE form field."""
+    for fields, analysis in new_form_fields():
+        parameters = inspect.signature(analysis).parameters
+        for input_field in fields:
+            assert input_field.argument in parameters, (analysis.__name__, input_field.argument)
+
+
+def test_bad_preset_and_training_answers_raise_typed_errors_that_list_the_choices():
+    from interp import bias
+    from interp.errors import InvalidOptionError
+    from interp.sae.forms import training_setup
+
+    with pytest.raises(InvalidOptionError, match="Adjectives after an age"):
+        bias.probe_preset("No such preset")
+    with pytest.raises(InvalidOptionError, match="'topk'"):
+        training_setup(4, architecture="sigmoid")
+    with pytest.raises(InvalidOptionError, match="steps must be at least 1"):
+        training_setup(4, steps=0)
+    hook, config, max_tokens = training_setup(4, site="resid_pre", layer=1, k=8, steps=60)
+    assert (hook, config.k, config.eval_every, config.dead_after_tokens, max_tokens) == (
+        "blocks.1.hook_resid_pre", 8, 2, 512 * 50, 20_000)

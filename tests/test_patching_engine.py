@@ -515,12 +515,11 @@ def path_patch_by_hand(model, inputs, metric, sender, receivers, receiver_input)
         bridge(inputs.corrupted_tokens)
 
     def put_receivers(activation, hook):
+        # A head mask rather than the library's per-head copy: the same step, written apart.
         layer = int(hook.name.split(".")[1])
-        patched = activation.clone()
-        for receiver_layer, head in receivers:
-            if receiver_layer == layer:
-                patched[:, :, head] = captured[layer][:, :, head]
-        return patched
+        is_receiver = torch.tensor([(layer, head) in receivers
+                                    for head in range(activation.shape[2])])
+        return torch.where(is_receiver[None, None, :, None], captured[layer], activation)
     with torch.no_grad(), model.hooked([(f"blocks.{layer}.attn.hook_{receiver_input}", put_receivers)
                                         for layer in receiver_layers]) as bridge:
         return logit_diff(bridge(inputs.corrupted_tokens))

@@ -78,6 +78,8 @@ def edits_for(model, token_ids: Sequence[int], mode: str, replacement: str | int
 def edited_values(model, token_ids: Sequence[int], edits: Sequence[Edit],
                   evaluate: TargetEvaluator) -> tuple[torch.Tensor, torch.Tensor]:
     """The target on the prompt and on each edited prompt ([n_edits] or [n_edits, n_generated])."""
+    # CPU rows on purpose: `evaluate` moves them to the weights' device chunk by chunk and
+    # returns CPU values, which the scores below (CPU tensors) are built from.
     with model.exclusive() as bridge:
         full = evaluate(bridge, torch.tensor([list(token_ids)]))[0]
         rows = torch.tensor([edit.apply(token_ids) for edit in edits], dtype=torch.long)

@@ -103,6 +103,9 @@ def shap_attribution(model, token_ids: Sequence[int], target: AttributionTarget 
     seen: list[torch.Tensor] = []
     done = 0
 
+    # Token rows, scores and extras are built on the CPU on purpose: `evaluate` (TargetEvaluator)
+    # moves each chunk of rows to the weights' device and hands the values back on the CPU,
+    # where shap and the result live (tests/test_model_device.py holds it to that).
     with model.exclusive() as bridge:
         def function(masked: np.ndarray) -> np.ndarray:
             nonlocal done

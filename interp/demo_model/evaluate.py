@@ -54,10 +54,13 @@ class Runner:
     tokenizer: Any
     n_layers: int
     n_heads: int
+    device: torch.device
 
     def logits(self, tokens: torch.Tensor, fwd_hooks: Sequence[Hook] = ()) -> torch.Tensor:
+        """Logits [batch, pos, vocab] on the CPU of CPU-built `tokens`, run where the weights are
+        (the evaluations index and mask them with tensors built on the CPU)."""
         with torch.no_grad():
-            return self.forward(tokens, fwd_hooks)
+            return self.forward(tokens.to(self.device), fwd_hooks).cpu()
 
 
 def as_runner(model: Any, tokenizer: Any = None) -> Runner:
@@ -69,7 +72,7 @@ def as_runner(model: Any, tokenizer: Any = None) -> Runner:
             with lm.hooked(fwd_hooks=list(hooks)) as bridge:
                 return bridge(tokens)
 
-        return Runner(forward_lm, lm.tokenizer, lm.info.n_layers, lm.info.n_heads)
+        return Runner(forward_lm, lm.tokenizer, lm.info.n_layers, lm.info.n_heads, lm.device)
     if hasattr(model, "run_with_hooks"):
         bridge = model
 
@@ -78,9 +81,11 @@ def as_runner(model: Any, tokenizer: Any = None) -> Runner:
                 return bridge.run_with_hooks(tokens, fwd_hooks=list(hooks))
             return bridge(tokens)
 
-        return Runner(forward_bridge, bridge.tokenizer, bridge.cfg.n_layers, bridge.cfg.n_heads)
+        return Runner(forward_bridge, bridge.tokenizer, bridge.cfg.n_layers, bridge.cfg.n_heads,
+                      next(bridge.parameters()).device)
     if hasattr(model, "transformer") and tokenizer is not None:
-        return Runner(_hf_forward(model), tokenizer, model.config.n_layer, model.config.n_head)
+        return Runner(_hf_forward(model), tokenizer, model.config.n_layer, model.config.n_head,
+                      next(model.parameters()).device)
     raise TypeError(
         f"cannot run {type(model).__name__}: pass a LoadedModel, a TransformerBridge, or a HF GPT-2 with its tokenizer"
     )

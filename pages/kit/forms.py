@@ -21,7 +21,8 @@ def widget_options(input_field: InputField) -> dict:
     if input_field.kind == "long_text":
         return {"height": 80}
     if input_field.kind in ("slider", "integer", "number"):
-        return {name: value for name, value in limits.items() if value is not None}
+        shown = {"format": input_field.number_format} if input_field.number_format else {}
+        return {name: value for name, value in limits.items() if value is not None} | shown
     if input_field.kind in ("choice", "radio", "multi_choice"):
         return {"options": list(input_field.choices), "format_func": input_field.label_of}
     return {}
