@@ -115,8 +115,9 @@ def exported(analysis: Analysis, work: ModelWork) -> Callable:
     """The handler of one registered analysis: its request model in, its page export out (made
     on the worker thread too: serializing a large result would hold up the event loop)."""
     async def endpoint(request: analysis.request, http: Request) -> Response:
+        settings = (work.settings,) if analysis.uses_settings else ()
         body = await work.run(client_key(http.scope), request.model, analysis.call, request,
-                              finish=analysis.export)
+                              *settings, finish=analysis.export)
         return Response(body, media_type="application/json")
 
     endpoint.__name__ = f"analysis_{analysis.name}"
