@@ -1,7 +1,8 @@
 """The analyses the API serves: one registry entry each, a request model and an `interp` call.
 
 `POST /api/<name>` validates the body with the entry's `request` model, runs
-`call(model, request)` in the model's queue (`api.work`), and answers with `export(result)`:
+`call(model, request)` in the model's queue (`api.work`; `call(model, request, settings)` for an
+entry that reads the deployment's settings), and answers with `export(result)`:
 exactly the JSON the page's Export button gives for the same result (`interp.export.to_json`,
 with the same extra fields). Adding an analysis to the API is one `register(Analysis(...))`.
 """
@@ -10,33 +11,47 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from api.requests import ApiRequest, PromptRequest, arguments, fields_model, validated
+from api.requests import (
+    MAX_PROMPT_CHARS,
+    ApiRequest,
+    PromptRequest,
+    arguments,
+    fields_model,
+    validated,
+)
 from interp import attention as att
-from interp import bias, export
+from interp import bias, export, toxicity
+from interp import sae as saes
 from interp.attribution import ATTRIBUTION_METHODS
 from interp.attribution.runs import run_attribution
+from interp.caching import shared_classifier
 from interp.circuits import report  # noqa: F401  (registers the circuit exports)
 from interp.circuits.runs import run_circuits, view_circuit
+from interp.errors import InvalidPromptError, ModelNotAllowedError
 from interp.logit_lens import colour_lens, direct_logit_attribution
 from interp.patching import forms
 from interp.patching import sweeps as patching_sweeps
 from interp.patching.ablation import ABLATION_KINDS
 from interp.patching_tasks import TASK_KINDS
+from interp.sae.buffer import hook_width
+from interp.settings import ALLOW_CUSTOM_MODELS, Settings
 
 
 @dataclass(frozen=True)
 class Analysis:
-    """One endpoint: `call(model, request) -> result`; `export(result) -> JSON bytes`."""
+    """One endpoint: `call(model, request) -> result` (with `settings` third when
+    `uses_settings`); `export(result) -> JSON bytes`."""
 
     name: str
     summary: str
     request: type[ApiRequest]
-    call: Callable[[object, BaseModel], object]
+    call: Callable[..., object]
     export: Callable[[object], bytes] = export.to_json
+    uses_settings: bool = False
 
 
 ANALYSES: dict[str, Analysis] = {}
@@ -239,3 +254,113 @@ def pairs_run(model, request: PairsRequest):
 register(Analysis("bias_pairs", "Pairwise sentence likelihood, CrowS-Pairs style (the Toxicity "
                   "& bias page's sentence-pairs export).", PairsRequest, pairs_run))
 
+
+
+# Toxicity ---------------------------------------------------------------------------------------
+
+class ClassifierRequest(ApiRequest):
+    classifier: Literal[tuple(toxicity.CLASSIFIER_TYPES)] = Field(
+        toxicity.DEFAULT_CLASSIFIER, description="Detoxify's model type; the local checkpoint "
+        f"of {toxicity.CHECKPOINT_SETTING}, when the server sets one, is used instead.")
+
+
+def classifier_of(request: ClassifierRequest, settings: Settings):
+    """The shared classifier the page uses (its local checkpoint from the settings first); none
+    loadable here raises ClassifierUnavailableError (503) with the page's message."""
+    source = toxicity.ClassifierSource.from_settings(settings, request.classifier)
+    return shared_classifier(source.model_type, source.checkpoint, source.config_folder)
+
+
+class TextsRequest(ClassifierRequest):
+    texts: list[Annotated[str, Field(max_length=MAX_PROMPT_CHARS)]] = Field(
+        min_length=1, max_length=toxicity.MAX_TEXTS, description="Texts to score.")
+
+
+register(Analysis("toxicity_scores", "Detoxify's score of each text in every category (the "
+                  "classifier the Toxicity & bias page uses).", TextsRequest,
+                  lambda model, request, settings: toxicity.score_texts(
+                      classifier_of(request, settings), request.texts), uses_settings=True))
+
+
+class SamplingRequest(ClassifierRequest):
+    k: int = Field(20, ge=1, le=100, description="Continuations sampled (continuation i from "
+                   "seed + i).")
+    temperature: float = Field(1.0, ge=0.0, le=2.0)
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    max_new_tokens: int = Field(30, ge=1, le=60)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    threshold: float = Field(toxicity.DEFAULT_THRESHOLD, ge=0.05, le=0.95,
+                             description="A score above it counts as toxic.")
+
+
+class ContinuationsRequest(SamplingRequest, PromptRequest):
+    generate_if_flagged: bool = Field(False, description="The page's input filter: a prompt "
+                                      "the classifier rates above the threshold is refused "
+                                      "(422) unless this is true.")
+
+
+def continuations_run(model, request: ContinuationsRequest, settings: Settings):
+    """The page's Sample and score: the input filter on the prompt, then K scored samples."""
+    classifier = classifier_of(request, settings)
+    check = toxicity.check_prompt(classifier, request.prompt, request.threshold)
+    if check.flagged and not request.generate_if_flagged:
+        raise InvalidPromptError(
+            f"The classifier rates this prompt {check.category} ({check.score:.2f}, above "
+            f"{check.threshold:g}); its continuations would likely be offensive. Send "
+            "generate_if_flagged: true to generate anyway.")
+    return toxicity.continuations_toxicity(
+        model, classifier, request.prompt, request.k, request.temperature, request.top_p,
+        request.max_new_tokens, request.seed, request.threshold)
+
+
+register(Analysis("toxicity", "K sampled continuations of a prompt, each scored by Detoxify, "
+                  "after the page's input filter (the Toxicity & bias page's toxicity export).",
+                  ContinuationsRequest, continuations_run, uses_settings=True))
+
+
+class GroupToxicityRequest(SamplingRequest):
+    template: str = Field(bias.DEFAULT_GROUP_TOXICITY_TEMPLATE, min_length=1,
+                          max_length=MAX_PROMPT_CHARS, description="A prompt with {group} once.")
+    groups: list[Annotated[str, Field(max_length=200)]] = Field(
+        default_factory=lambda: list(bias.DEFAULT_TOXICITY_GROUPS), min_length=1, max_length=20)
+    k: int = Field(8, ge=1, le=100, description="Continuations per group.")
+    max_new_tokens: int = Field(20, ge=1, le=60)
+
+
+register(Analysis("bias_group_toxicity", "Toxicity of continuations of one prompt per group "
+                  "term, the same seeds for every group (the Toxicity & bias page's per-group "
+                  "export).", GroupToxicityRequest,
+                  lambda model, request, settings: bias.group_toxicity(
+                      model, classifier_of(request, settings), request.template,
+                      tuple(request.groups), request.k, request.temperature, request.top_p,
+                      request.max_new_tokens, request.seed, request.threshold),
+                  uses_settings=True))
+
+
+# SAE features -----------------------------------------------------------------------------------
+
+class SAEFeaturesRequest(PromptRequest):
+    sae_folder: str = Field(min_length=1, max_length=1_000, description="An SAELens folder "
+                            "on the server (cfg.json + sae_weights.safetensors), as on the SAE "
+                            "page's Load tab; only where the deployment allows custom models.")
+    n_features: int = Field(12, ge=1, le=200, description="Features kept: those reaching "
+                            "the highest activations anywhere in the prompt.")
+    per_token: int = Field(5, ge=1, le=50, description="Top features listed per token.")
+
+
+def sae_features(model, request: SAEFeaturesRequest, settings: Settings):
+    """The SAE page's Explore tab on a saved SAE: loaded, checked against the model's width at
+    its hook, then its features on every token of the prompt."""
+    if not settings.allow_custom_models:
+        raise ModelNotAllowedError(
+            "This deployment reads no folders named in a request: SAE folders, like custom "
+            f"models, need {ALLOW_CUSTOM_MODELS} on.")
+    sae = saes.load_saelens(request.sae_folder, device=model.device)
+    saes.check_fits(sae, model, hook_width(model, sae.config.hook_name))
+    return saes.prompt_features(model, sae, request.prompt, request.n_features,
+                                request.per_token)
+
+
+register(Analysis("sae_features", "A saved SAE's features on every token of a prompt (the SAE "
+                  "page's Explore export).", SAEFeaturesRequest, sae_features,
+                  uses_settings=True))

@@ -1,11 +1,13 @@
 """The FastAPI app mounted under /api in streamlit_app.py's `st.App`, and its routes.
 
-Every path under /api answers JSON: the endpoints, FastAPI's schema (`/api/docs`,
-`/api/openapi.json`), and errors: a typed `interp` error becomes 4xx (or 503 for a busy model)
+Every path under /api answers JSON: the endpoints, FastAPI's schema (`/api/openapi.json`), and
+errors: a typed `interp` error becomes 4xx (or 503 for a busy model)
 with its message, a request FastAPI can't validate becomes 422 with what is wrong where, an
 unknown path or method 404/405, anything else a bare 500; never a traceback, and no message
 carries the server's folders. No CORS headers are sent, so browsers on other sites can't read
-the answers (same-origin policy); scripts and notebooks are unaffected.
+the answers (same-origin policy); scripts and notebooks are unaffected. The one HTML page,
+`/api/docs` (Swagger UI), loads its script and style from `/api/docs-assets` (the copy of Swagger
+UI that the `fastapi-offline` wheel bundles), not from a CDN, so it works on an offline server.
 """
 
 import dataclasses
@@ -16,9 +18,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import fastapi_offline
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 from starlette.routing import Mount
 
@@ -35,6 +40,9 @@ from interp.settings import Settings, apply_torch_threads
 
 LOG = logging.getLogger(__name__)
 APP_ROOT = Path(__file__).resolve().parent.parent
+# Swagger UI 5 (FastAPI's schema is OpenAPI 3.1, which Swagger UI 4 can't render), as files.
+SWAGGER_UI_FOLDER = Path(fastapi_offline.__file__).parent / "static"
+DOCS_ASSETS = "/docs-assets"
 
 # First match wins (subclasses before their bases).
 ERROR_STATUS: tuple[tuple[type[errors.InterpError], int], ...] = (
@@ -107,8 +115,9 @@ def exported(analysis: Analysis, work: ModelWork) -> Callable:
     """The handler of one registered analysis: its request model in, its page export out (made
     on the worker thread too: serializing a large result would hold up the event loop)."""
     async def endpoint(request: analysis.request, http: Request) -> Response:
+        settings = (work.settings,) if analysis.uses_settings else ()
         body = await work.run(client_key(http.scope), request.model, analysis.call, request,
-                              finish=analysis.export)
+                              *settings, finish=analysis.export)
         return Response(body, media_type="application/json")
 
     endpoint.__name__ = f"analysis_{analysis.name}"
@@ -133,11 +142,22 @@ def create_api(settings: Settings) -> FastAPI:
     work = ModelWork(settings)
     app = FastAPI(title="GPT-2 Interpretability Workbench API", version="1",
                   summary="The dashboard's analyses as JSON, on the dashboard's own models.",
-                  docs_url="/docs", redoc_url=None, openapi_url="/openapi.json")
+                  docs_url=None, redoc_url=None, openapi_url="/openapi.json")
     app.add_exception_handler(errors.InterpError, interp_error)
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(Exception, unexpected_error)
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=SWAGGER_UI_FOLDER), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs(http: Request) -> HTMLResponse:
+        root = http.scope.get("root_path", "")  # "/api" when mounted
+        return get_swagger_ui_html(
+            openapi_url=root + app.openapi_url, title=app.title + " - Swagger UI",
+            swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png")
 
     @app.get("/health", summary="Whether the server is up, which models are loaded, the device")
     async def health() -> dict:
