@@ -137,6 +137,7 @@ def difference_view() -> None:
 
 kit.require_app_shell()
 st.title("Attention")
+kit.how_to_read()
 st.write("Where does each head look, and what kind of head is it? One forward pass records "
          "every head's attention on the prompt; a second, on a repeated random-token sequence, "
          "scores each head as a previous-token, duplicate-token, induction or sink head.")

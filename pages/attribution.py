@@ -168,6 +168,7 @@ def view(side: kit.Side) -> None:
 
 kit.require_app_shell()
 st.title("Attribution")
+kit.how_to_read()
 st.write("Which input tokens made the model predict this? Each method scores every token of the "
          "sidebar prompt for one target; they often disagree, so the page also checks which "
          "maps are faithful here (masking the tokens they rank first should move the target "

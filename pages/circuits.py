@@ -108,6 +108,7 @@ def view(side: kit.Side) -> None:
 
 kit.require_app_shell()
 st.title("Circuits")
+kit.how_to_read()
 st.write("Score every connection between the model's components on clean/corrupted prompt "
          "pairs, keep the strongest, and ablate everything else: a faithful circuit alone keeps "
          "the task's behaviour.")

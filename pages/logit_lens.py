@@ -200,6 +200,7 @@ def chat(model) -> None:
 
 kit.require_app_shell()
 st.title("Logit lens")
+kit.how_to_read()
 st.write("Read the residual stream after every layer through the model's final LayerNorm and "
          "unembedding, as if the model stopped there: where does its prediction form? Then split "
          "the final logit into what each head and MLP wrote.")

@@ -167,6 +167,7 @@ def view(side: kit.Side) -> None:
 
 kit.require_app_shell()
 st.title("Activation patching")
+kit.how_to_read()
 st.write("Run the model on a clean prompt and on a corrupted one that changes the answer, then "
          "copy one activation at a time between the runs. Components whose copy moves the "
          "answer back carry the information that decides it.")

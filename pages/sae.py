@@ -258,6 +258,7 @@ def view(side: kit.Side) -> None:
 
 kit.require_app_shell()
 st.title("Sparse autoencoders")
+kit.how_to_read()
 st.write("A sparse autoencoder rewrites one activation of the model as a sum of a few learned "
          "directions, features, out of many. Train one here on the CPU or load one saved by "
          "SAELens, then see what each feature fires on and what it writes.")

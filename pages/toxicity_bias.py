@@ -335,6 +335,7 @@ def view(side: kit.Side) -> None:
 
 kit.require_app_shell()
 st.title("Toxicity & bias")
+kit.how_to_read()
 st.write("Does the model write toxic text, does it treat groups of people differently, and how "
          "sure is it of what it says? Each tab runs a probe on the loaded model; "
          f"**{ACTION}** runs every probe with the inputs shown.")

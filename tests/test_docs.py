@@ -8,6 +8,7 @@ small app written here, and reStructuredText read back by docutils.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,13 @@ sys.path.insert(0, str(DOCS / "_ext"))
 
 import openapi_schema  # noqa: E402
 import plain_docstrings  # noqa: E402
+
+
+def html_text(page: str) -> str:
+    """The text of an HTML page, tags dropped and entities decoded."""
+    import html
+
+    return html.unescape(re.sub(r"<[^>]+>", " ", page))
 
 
 @pytest.mark.slow
@@ -40,6 +48,13 @@ def test_the_site_builds_with_warnings_as_errors(tmp_path):
     assert "patched at all positions at once" in patching_guide
     assert "as if the model stopped there" in (html / "guides" / "logit-lens.html").read_text()
     assert not (html / "wip").exists()
+    # Each page's "How to read this" file, included in its guide: all its words, in order.
+    from interp import how_to_read
+    from tests.test_how_to_read import words
+
+    for guide in how_to_read.GUIDES:
+        built = " ".join(words(html_text((html / "guides" / f"{guide}.html").read_text())))
+        assert " ".join(words(how_to_read.text_of(guide))) in built, guide
 
 
 def test_the_schema_lists_every_operation_of_a_fastapi_app():

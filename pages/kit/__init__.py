@@ -30,10 +30,12 @@ from pages.kit.registry import (
     COMPARE_MODELS,
     COMPARE_MODES,
     COMPARE_PROMPTS,
+    HOW_TO_READ,
     PAGES,
     PageEntry,
     compare_mode,
     current_page,
+    how_to_read,
     page_for_url,
 )
 from pages.kit.results import (
@@ -61,10 +63,10 @@ from pages.kit.state import (
 
 __all__ = [
     "COMPARE_MODELS", "COMPARE_MODES", "COMPARE_PROMPTS", "CUSTOM_CHOICE", "DEFAULT_PROMPT",
-    "DEFAULT_PROMPT_B", "PAGES", "Keys", "PageEntry", "Side", "cached_across_sessions",
+    "DEFAULT_PROMPT_B", "HOW_TO_READ", "PAGES", "Keys", "PageEntry", "Side", "cached_across_sessions",
     "chosen_model_name", "compare_mode", "current_page", "custom_allowed", "default_model_key",
     "drop_result", "edited_table", "explain_panel", "input_form", "explanation_of", "export_buttons", "for_each_side",
-    "forget", "is_stale", "last_result", "load_chosen_model", "metric_row", "model_label", "model_note", "model_options",
+    "forget", "how_to_read", "is_stale", "last_result", "load_chosen_model", "metric_row", "model_label", "model_note", "model_options",
     "offer_available_models", "page_for_url", "progress_reporter", "remembered",
     "reported_errors", "require_app_shell", "result_on_click", "run_and_remember", "set_remembered", "show",
     "show_error", "stale_notice", "try_load_model",

@@ -28,6 +28,8 @@ class PageEntry:
     `compare_modes`: the compare modes `for_each_side` supports on it (none hides the switch).
     `main_action`: the label of the button that runs its analysis (None: it runs on opening);
     the page tests press it.
+    `guide`: its guide in docs/guides/ (None: it has none); the page's "How to read this" text
+    is `interp.how_to_read.text_of(guide)`, the file that guide includes.
     """
 
     path: str
@@ -38,6 +40,7 @@ class PageEntry:
     uses_prompt: bool = True
     compare_modes: tuple[str, ...] = COMPARE_MODES
     main_action: str | None = None
+    guide: str | None = None
 
 
 PAGES: tuple[PageEntry, ...] = (
@@ -46,27 +49,27 @@ PAGES: tuple[PageEntry, ...] = (
     PageEntry("pages/patching.py", "Activation patching", ":material/swap_horiz:",
               "Which layers, positions and heads carry the information that decides the answer?",
               "patching", uses_prompt=False, compare_modes=(COMPARE_MODELS,),
-              main_action="Run patching"),
+              main_action="Run patching", guide="patching"),
     PageEntry("pages/attention.py", "Attention", ":material/visibility:",
               "Where does each head look, and what kind of head is it?", "attention",
-              main_action="Show attention"),
+              main_action="Show attention", guide="attention"),
     PageEntry("pages/attribution.py", "Attribution", ":material/highlight:",
               "Which input tokens made the model predict this, and which method to trust here?",
-              "attribution", main_action="Run attribution"),
+              "attribution", main_action="Run attribution", guide="attribution"),
     PageEntry("pages/toxicity_bias.py", "Toxicity & bias", ":material/balance:",
               "Does the model write toxic text, treat groups differently, and know when it is "
               "unsure?", "toxicity-bias", uses_prompt=False, compare_modes=(COMPARE_MODELS,),
-              main_action="Run all probes"),
+              main_action="Run all probes", guide="toxicity-bias"),
     PageEntry("pages/logit_lens.py", "Logit lens", ":material/layers:",
               "What would the model predict if it stopped at layer L, and which heads and MLPs "
-              "write the answer?", "logit_lens", main_action="Run logit lens"),
+              "write the answer?", "logit_lens", main_action="Run logit lens", guide="logit-lens"),
     PageEntry("pages/sae.py", "Sparse autoencoders", ":material/scatter_plot:",
               "Which sparse features does the model's activation hold, and what do they do?",
-              "sae", compare_modes=(), main_action="Train SAE"),
+              "sae", compare_modes=(), main_action="Train SAE", guide="sae"),
     PageEntry("pages/circuits.py", "Circuits", ":material/hub:",
               "Which heads, MLPs and connections carry the task, and how faithfully?",
               "circuits", uses_prompt=False, compare_modes=(COMPARE_MODELS,),
-              main_action="Find circuit"),
+              main_action="Find circuit", guide="circuits"),
     PageEntry("pages/runs.py", "Runs", ":material/history:",
               "Which experiments have been kept, how do two of them differ, and can they be "
               "shared?", "runs", uses_prompt=False, compare_modes=()),
@@ -120,3 +123,17 @@ def compare_mode(entry: PageEntry) -> str | None:
         return None
     chosen = st.session_state.get(Keys.COMPARE_MODE)
     return chosen if chosen in entry.compare_modes else entry.compare_modes[0]
+
+
+HOW_TO_READ = "How to read this"
+
+
+def how_to_read() -> None:
+    """The running page's "How to read this" expander: its guide's text from
+    `interp.how_to_read`, the same file the guide in docs/guides/ includes."""
+    from interp.how_to_read import text_of
+
+    entry = running_page()
+    if entry.guide is not None:
+        with st.expander(HOW_TO_READ):
+            st.markdown(text_of(entry.guide))
