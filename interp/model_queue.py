@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 
+from interp import heap
 from interp.errors import AnalysisCancelledError, QueueFullError, QueueWaitTooLongError
 
 RECENT_RUNS = 10  # turns whose durations the wait estimate is made from
@@ -247,8 +248,11 @@ def analysis(owner: Hashable, cancelled: Callable[[], bool] | None = None,
         yield this
     finally:
         _current.analysis = None
+        worked = bool(this.turns)
         for queue, ticket in reversed(this.turns):
             queue.leave(ticket)
+        if worked:  # what the analysis freed would otherwise stay in the server's heap
+            heap.release_freed_memory()
 
 
 def check_cancelled() -> None:

@@ -390,3 +390,33 @@ def test_faithfulness_curve_ends_at_one_with_cpr_and_cmd_from_its_points(sharp):
         assert abs(curve.cpr + curve.cmd - 1) < 1e-6
     cpr, cmd = C.faithfulness.log_area([1, 10, 100], [0.0, 0.5, 1.0])
     assert abs(cpr - 0.5) < 1e-9 and abs(cmd - 0.5) < 1e-9
+
+
+def test_passes_that_cycle_per_pair_rows_equal_passes_given_every_row(sharp):
+    """Invariant: pass r reading row r mod n of a per-pair tensor is the same computation as
+    giving it that row explicitly (the faithfulness curve runs every pair under many masks
+    without copying the pairs' sender outputs per mask); uneven cycles are refused; and a pass
+    that is not asked to track receiver inputs keeps none of them (12 layers of them were ~1 GB
+    per chunk on GPT-2 small)."""
+    from interp.circuits.engine import Rewrite, forward, rewritten_logits
+    from interp.circuits.replacements import sender_outputs
+
+    data = pair_data(sharp, 2)
+    weights = gpt2_weights(sharp)
+    graph = weights.graph(data.n_pos)
+    replacement, _ = sender_outputs(weights, data.corrupted_tokens)
+    embeds = weights.wte[data.clean_tokens]
+    generator = torch.Generator().manual_seed(0)
+    masks = (torch.rand((3, graph.n_senders, graph.n_receivers, data.n_pos),
+                        generator=generator) < 0.3) & graph.valid[None, :, :, None]
+    rows_mask = masks.repeat_interleave(2, 0)
+    cycled = rewritten_logits(weights, embeds, rows_mask, replacement)
+    explicit = torch.cat([forward(weights, embeds[r % 2:r % 2 + 1],
+                                  Rewrite(rows_mask[r:r + 1], replacement[r % 2:r % 2 + 1])
+                                  ).last_logits for r in range(6)])
+    assert torch.allclose(cycled, explicit, atol=1e-5)
+    assert not torch.allclose(cycled[0], cycled[2], atol=1e-3)  # the masks do differ
+    with pytest.raises(ValueError, match="cycle"):
+        rewritten_logits(weights, embeds, rows_mask[:5], replacement)
+    out = forward(weights, embeds, Rewrite(rows_mask[:2], replacement))
+    assert out.attention_inputs == [] and out.mlp_inputs == [] and out.final_input is None

@@ -73,15 +73,14 @@ def circuit_metrics(weights: Gpt2Weights, data: CircuitData, keeps: torch.Tensor
     masks = torch.cat([valid & ~keeps, valid.expand(1, -1, -1, data.n_pos)])
     n_sets, n_pairs = masks.shape[0], data.n_pairs
     rows_mask = masks.repeat_interleave(n_pairs, 0)
-    rows_replacement = (replacement.repeat(n_sets, 1, 1, 1) if replacement.shape[0] == n_pairs
-                        else replacement)
-    embeds = weights.wte[clean_tokens].repeat(n_sets, 1, 1)
+    # Row r of the passes is mask r // n_pairs on pair r % n_pairs: per-pair tensors cycle.
+    embeds = weights.wte[clean_tokens]
 
     def report(done: int, total: int) -> None:
         if progress is not None:
             progress(done / total, f"Faithfulness: {done} of {total} ablated runs")
 
-    logits = rewritten_logits(weights, embeds, rows_mask, rows_replacement, check=report)
+    logits = rewritten_logits(weights, embeds, rows_mask, replacement, check=report)
     values = pair_metric(data.metric, logits, clean_log_probs).view(n_sets, n_pairs).cpu()
     full = pair_metric(data.metric, clean_logits, clean_log_probs)[0].cpu()
     return CircuitMetrics(kind, values[:-1], full, values[-1])
