@@ -22,6 +22,7 @@ P = "circuits."
 TASK_LABELS = {"ioi": "Indirect object (IOI)", "agreement": "Subject-verb agreement",
                "fact": "Fact recall", "induction": "Induction (repeated tokens)",
                "custom": "Custom pair"}
+SELECT_BY = {"top_n": "Top-n edges", "threshold": "Score threshold"}
 
 
 def ask(widget, label: str, name: str, default, **options):
@@ -59,10 +60,20 @@ def task_builder(kind: str):
 def circuit_view(run, side: kit.Side) -> None:
     """The circuit at the slider's size, re-measured (exact ablate-outside) at every move."""
     total = run.scores.n_edges
-    n_edges = int(kit.remembered(st.slider, "Edges in the circuit", side.key(P + "n_edges"),
-                                 min(50, total), min_value=1, max_value=min(total, 2000)))
+    selection = kit.remembered(st.radio, "Select by", side.key(P + "select_by"), "top_n",
+                               options=list(SELECT_BY), format_func=SELECT_BY.get,
+                               horizontal=True)
+    if selection == "threshold":
+        ranked = run.scores.ranked(min(50, total))
+        default = round(abs(ranked[-1][3]), 6) if ranked else 0.0
+        value = float(kit.remembered(st.number_input, "Score threshold (|score| at least)",
+                                     side.key(P + "threshold"), default, min_value=0.0,
+                                     format="%.6f"))
+    else:
+        value = int(kit.remembered(st.slider, "Edges in the circuit", side.key(P + "n_edges"),
+                                   min(50, total), min_value=1, max_value=min(total, 2000)))
     with kit.reported_errors():
-        view = view_circuit(side.model, run, n_edges)
+        view = view_circuit(side.model, run, value, selection)
         kit.metric_row({"F (held-out)": f"{view.measured.faithfulness:.3f}",
                         "Completeness": f"{view.measured.completeness:.3f}",
                         "Edges kept": f"{view.circuit.n_edges}"})
