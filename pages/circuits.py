@@ -9,6 +9,7 @@ import streamlit as st
 from interp import induction
 from interp import patching_tasks as tasks
 from interp.circuits import report  # noqa: F401  (registers exports and the explanation)
+from interp.circuits.direct_effects import component_direct_effects
 from interp.circuits.robustness import robustness
 from interp.circuits.runs import run_circuits, view_circuit
 from interp.circuits.scores import METHOD_LABELS
@@ -86,6 +87,12 @@ def circuit_view(run, side: kit.Side) -> None:
                            data=lambda: report.graph_json(view), file_name="circuit_graph.json",
                            mime="application/json", key=side.key(P + "graph_json"),
                            on_click="ignore")
+        st.subheader("Components and their direct effects")
+        effects = component_direct_effects(side.model, view.circuit, run.held_out)
+        shown = kit.show(effects, key=side.key(P + "effects"))
+        kit.export_buttons(effects, shown, key=side.key(P + "export.effects"))
+        st.page_link("pages/logit_lens.py", label="Per-prompt direct logit attribution: the "
+                     "Logit lens page", icon=":material/layers:")
         robust = None
         if st.checkbox("Robustness panel (all ablations, two prompt splits)",
                        key=side.key(P + "robust")):
@@ -113,8 +120,6 @@ def view(side: kit.Side) -> None:
         st.subheader("Estimator audit")
         shown = kit.show(run.audit, key=side.key(P + "audit"))
         kit.export_buttons(run.audit, shown, key=side.key(P + "export.audit"))
-        st.caption("Component direct effects on the answer: see the Logit lens page's direct "
-                   "logit attribution.")
 
 
 kit.require_app_shell()
