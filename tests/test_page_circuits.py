@@ -31,6 +31,7 @@ def test_top_n_keeps_at_most_n_edges_and_the_threshold_radio_switches_inputs():
     kept, total = edges_caption(app)
     assert 0 < kept <= 5 < total  # dead-edge pruning can only drop edges
     assert int(metric(app, "Edges kept")) == kept
+    assert any("direct effect on" in c.value for c in app.caption)  # the component table
     assert not [n for n in app.number_input if n.label.startswith("Score threshold")]
     app.radio(key="circuits.select_by.widget").set_value("threshold").run()
     assert not problems(app), problems(app)
