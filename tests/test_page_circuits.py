@@ -49,3 +49,19 @@ def test_threshold_zero_keeps_the_whole_model_and_one_above_every_score_keeps_no
     assert not problems(app), problems(app)
     assert edges_caption(app)[0] == 0
     assert float(metric(app, "F (held-out)")) == 0.0
+
+
+def test_two_tasks_side_by_side_each_with_its_own_task_picker():
+    from pages.kit import COMPARE_INPUTS, Keys
+
+    app = run_page(**{Keys.COMPARE: True, Keys.COMPARE_MODE: COMPARE_INPUTS,
+                      "circuits.task_kind.b": "induction"})
+    pickers = [r for r in app.radio if r.label == "Task"]
+    assert [r.value for r in pickers] == ["ioi", "induction"]
+    headings = [m.value for m in app.markdown if m.value.startswith("**Inputs:")]
+    assert len(headings) == 2, headings
+    # Each side ran its own task: the two component tables differ.
+    tables = [d.value for d in app.dataframe if list(d.value.columns) == ["component",
+                                                                         "direct effect"]]
+    assert len(tables) == 2
+    assert not tables[0].equals(tables[1])
