@@ -12,6 +12,7 @@ import streamlit as st
 from interp.models import MODEL_REGISTRY, is_available
 from interp.settings import Settings, apply_torch_threads
 from pages.kit import (
+    COMPARE_INPUTS,
     COMPARE_PROMPTS,
     CUSTOM_CHOICE,
     DEFAULT_PROMPT,
@@ -77,6 +78,8 @@ def compare_controls(entry: PageEntry) -> None:
         st.caption(f"Compare with: {mode.lower()}")
     if mode == COMPARE_PROMPTS:
         st.text_area("Second prompt", key=Keys.PROMPT_B, height=90)
+    elif mode == COMPARE_INPUTS:
+        st.caption("Each side has its own inputs on the page.")
     else:
         st.selectbox("Second model", model_options(), key=Keys.MODEL_B, format_func=model_label)
         st.caption(model_note(st.session_state[Keys.MODEL_B]))

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from interp.errors import InvalidOptionError, InvalidPromptError, UnsupportedArchitectureError
-from interp.validation import check_prompt
+from interp.validation import CheckedPrompt, check_prompt
 
 Progress = Callable[[float, str], None]
 
@@ -468,6 +468,13 @@ def direct_logit_attribution(model, prompt: str, target: int | str | None = None
     """Split the final logit of `target` (default: the model's top prediction after the whole
     prompt), or its difference with `contrast`, into every component's direct contribution, at
     every position. One forward pass (see `DLAResult`)."""
+    return dla_of_checked(model, check_prompt(prompt, model), target, contrast)
+
+
+def dla_of_checked(model, checked: CheckedPrompt, target: int | str | None = None,
+                   contrast: int | str | None = None) -> DLAResult:
+    """`direct_logit_attribution` of a prompt already tokenized and checked (a task's token
+    ids, say); the model must have GPT-2-style blocks."""
     from interp.patching.architecture import has_gpt2_blocks
 
     if not has_gpt2_blocks(model):
@@ -475,7 +482,7 @@ def direct_logit_attribution(model, prompt: str, target: int | str | None = None
             f"Direct logit attribution reads GPT-2-style blocks (attention heads through W_O, "
             f"then an MLP, a final LayerNorm); {model.info.label} is a "
             f"{model.info.architecture}. The logit lens works on it.")
-    checked = check_prompt(prompt, model)
+    prompt = checked.text
     info, bridge = model.info, model.bridge
     captured: dict[str, torch.Tensor] = {}
 

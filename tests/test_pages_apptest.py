@@ -67,8 +67,8 @@ def test_page_compares_side_by_side_in_each_mode_it_declares(entry, mode):
                               Keys.PROMPT_B: "The keys to the cabinet"})
     run_main_action(app, entry)
     assert not problems(app), problems(app)
-    headings = [m.value for m in app.markdown if m.value.startswith("**Model:")
-                or m.value.startswith("**Prompt:")]
+    headings = [m.value for m in app.markdown if m.value.startswith(("**Model:", "**Prompt:",
+                                                                      "**Inputs:"))]
     assert len(headings) == 2, headings
     assert len(app.get("plotly_chart")) >= 2
     if mode == COMPARE_MODELS:

@@ -69,9 +69,10 @@ def run_circuits(model, task, method: str = "eap_ig", kind: str = "resample",
                       scores, eap, curve, audit)
 
 
-def view_circuit(model, run: CircuitRun, n_edges: int, selection: str = "top_n") -> CircuitView:
-    """The circuit of `n_edges` edges chosen from the run's scores, measured on held-out pairs
-    by an exact ablate-outside pass (what the page's slider re-measures)."""
-    circuit = select_circuit(run.scores, selection, n_edges)
+def view_circuit(model, run: CircuitRun, value: float, selection: str = "top_n") -> CircuitView:
+    """The circuit chosen from the run's scores by `selection` ("top_n": `value` edges;
+    "threshold": edges with |score| >= `value`), measured on held-out pairs by an exact
+    ablate-outside pass (what the page's slider and threshold re-measure)."""
+    circuit = select_circuit(run.scores, selection, value)
     measured = measure_circuit(model, circuit, run.held_out, run.kind)
     return CircuitView(run.model_name, run.task_name, run.scores, circuit, measured)

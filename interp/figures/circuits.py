@@ -7,6 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from interp.circuits.audit import EstimatorAudit
+from interp.circuits.direct_effects import ComponentEffects
 from interp.circuits.faithfulness import FaithfulnessCurve
 from interp.circuits.report import circuit_edges, node_effects
 from interp.circuits.robustness import Robustness
@@ -104,6 +105,16 @@ def audit_table(audit: EstimatorAudit) -> CaptionedTable:
                f"patched clean into the corrupted run), in {audit.metric_name} units; "
                f"{audit.n_saturated} flagged saturated (EAP near 0 while the exact effect is large).")
     return CaptionedTable(table, caption, "estimator_audit")
+
+
+@register_figure(ComponentEffects)
+def component_effects_table(result: ComponentEffects) -> CaptionedTable:
+    """The circuit's components with their direct effects, with its caption."""
+    table = pd.DataFrame(list(result.rows), columns=list(result.header))
+    caption = (f"Each component's direct effect on {result.metric_label} at the answer position "
+               f"(direct logit attribution, mean over {result.n_pairs} pairs): what it writes "
+               "straight into the answer direction, not what removing it changes.")
+    return CaptionedTable(table, caption, "component_effects")
 
 
 @register_figure(Robustness)

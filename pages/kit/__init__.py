@@ -27,6 +27,7 @@ from pages.kit.models import (
     try_load_model,
 )
 from pages.kit.registry import (
+    COMPARE_INPUTS,
     COMPARE_MODELS,
     COMPARE_MODES,
     COMPARE_PROMPTS,
@@ -62,7 +63,7 @@ from pages.kit.state import (
 )
 
 __all__ = [
-    "COMPARE_MODELS", "COMPARE_MODES", "COMPARE_PROMPTS", "CUSTOM_CHOICE", "DEFAULT_PROMPT",
+    "COMPARE_INPUTS", "COMPARE_MODELS", "COMPARE_MODES", "COMPARE_PROMPTS", "CUSTOM_CHOICE", "DEFAULT_PROMPT",
     "DEFAULT_PROMPT_B", "HOW_TO_READ", "PAGES", "Keys", "PageEntry", "Side", "cached_across_sessions",
     "chosen_model_name", "compare_mode", "current_page", "custom_allowed", "default_model_key",
     "drop_result", "edited_table", "explain_panel", "input_form", "explanation_of", "export_buttons", "for_each_side",

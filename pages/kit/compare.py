@@ -9,7 +9,13 @@ import streamlit as st
 
 from interp.explain import md_escape
 from pages.kit.models import chosen_model_name, load_chosen_model, try_load_model
-from pages.kit.registry import COMPARE_MODELS, COMPARE_PROMPTS, compare_mode, current_page
+from pages.kit.registry import (
+    COMPARE_INPUTS,
+    COMPARE_MODELS,
+    COMPARE_PROMPTS,
+    compare_mode,
+    current_page,
+)
 from pages.kit.state import Keys
 
 
@@ -34,8 +40,12 @@ class Side:
 
 
 def heading(side: Side, mode: str) -> None:
-    what = (f"Model: {md_escape(side.model.info.label)}" if mode == COMPARE_MODELS
-            else f"Prompt: {md_escape(side.prompt)}")
+    if mode == COMPARE_INPUTS:
+        what = f"Inputs: {'second' if side.suffix else 'first'} set"
+    elif mode == COMPARE_MODELS:
+        what = f"Model: {md_escape(side.model.info.label)}"
+    else:
+        what = f"Prompt: {md_escape(side.prompt)}"
     st.markdown(f"**{what}**")
 
 
@@ -69,6 +79,8 @@ def for_each_side(view: Callable[[Side], None],
     with right:
         if mode == COMPARE_PROMPTS:
             second = Side(model, second_prompt, ".b", compared=True, other_prompt=prompt)
+        elif mode == COMPARE_INPUTS:
+            second = Side(model, prompt, ".b", compared=True)
         else:
             second_model = try_load_model(Keys.MODEL_B)
             if second_model is None:

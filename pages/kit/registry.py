@@ -18,6 +18,9 @@ NAVIGATION_SCRIPT = "app_navigation.py"
 COMPARE_PROMPTS = "Second prompt"
 COMPARE_MODELS = "Second model"
 COMPARE_MODES = (COMPARE_PROMPTS, COMPARE_MODELS)
+# Same model and prompt on both sides; the page draws its own inputs on each (two tasks, say).
+# Opt-in only: a page that declares it must key its inputs by `Side.key`.
+COMPARE_INPUTS = "Second set of inputs"
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,7 @@ PAGES: tuple[PageEntry, ...] = (
               "sae", compare_modes=(), main_action="Train SAE", guide="sae"),
     PageEntry("pages/circuits.py", "Circuits", ":material/hub:",
               "Which heads, MLPs and connections carry the task, and how faithfully?",
-              "circuits", uses_prompt=False, compare_modes=(COMPARE_MODELS,),
+              "circuits", uses_prompt=False, compare_modes=(COMPARE_MODELS, COMPARE_INPUTS),
               main_action="Find circuit", guide="circuits"),
     PageEntry("pages/runs.py", "Runs", ":material/history:",
               "Which experiments have been kept, how do two of them differ, and can they be "
