@@ -63,7 +63,7 @@ CLASSIFIER_INSTALL_TIMEOUT_S = 300
 PROMPT_FOR_CLASSIFIER = "You are a wonderful person, Mary."
 
 # The sidebar's labels (streamlit_app.py) and the registry labels its pickers show.
-OTHER_OPTION = "Other: Hugging Face id or local folder"
+OTHER_OPTION = "Other: a Hub id or a folder"
 CUSTOM_FIELD = "Hugging Face id or local folder"
 GPT2_OPTION = "GPT-2 small"
 DEMO_OPTION = "Demo model"

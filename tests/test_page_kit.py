@@ -174,3 +174,13 @@ def test_patching_summary_shows_markdown_in_prompts_and_model_names_as_typed(mar
     parts = shown_as_markdown(app)
     assert any("javascript" in p for p in parts)
     assert not raw_markup(parts), raw_markup(parts)
+
+
+def test_every_model_choice_fits_the_sidebar_picker():
+    """The sidebar's select box shows about 30 characters before it cuts the choice off (the
+    deploy check's browser saw "Other: Hugging Face id or local folder" cut, 38 of them)."""
+    from interp.models import MODEL_REGISTRY
+    from pages.kit.models import CUSTOM_CHOICE, model_label
+
+    for key in (*MODEL_REGISTRY, CUSTOM_CHOICE):
+        assert len(model_label(key)) <= 30, model_label(key)

@@ -70,7 +70,7 @@ def default_model_key() -> str | None:
 
 def model_label(key: str) -> str:
     if key == CUSTOM_CHOICE:
-        return "Other: Hugging Face id or local folder"
+        return "Other: a Hub id or a folder"
     # Short enough for the sidebar's picker (~30 characters show); the RAM is in `model_note`.
     spec: ModelSpec = MODEL_REGISTRY[key]
     where = "" if is_available(spec) else " · download"
