@@ -40,8 +40,16 @@ def register_explainer(result_type: type) -> Callable[[Explainer], Explainer]:
 
 
 def explain(result, **context) -> Explanation:
-    """The explanation of any registered result type (`context` goes to its explainer)."""
-    return REGISTRY.lookup(result)(result, **context)
+    """The explanation of any registered result type (`context` goes to its explainer). A
+    model loaded from a local folder is named by the folder's last part: facts go to a remote
+    explainer and into exports, and a server's paths go nowhere."""
+    explanation = REGISTRY.lookup(result)(result, **context)
+    model = explanation.facts.get("model")
+    if isinstance(model, str):
+        from interp.models import display_name  # explain is imported by light modules
+
+        explanation.facts["model"] = display_name(model)
+    return explanation
 
 
 MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>$~])")

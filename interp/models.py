@@ -13,6 +13,7 @@ import json
 import os
 import socket
 import threading
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -615,13 +616,22 @@ class LoadPlan:
         return self.n_params * torch.empty((), dtype=self.dtype).element_size()
 
 
+def display_name(name_or_path: str) -> str:
+    """How a model is named in titles, captions and explanations: a local folder by its last
+    part (a server's paths are nobody's business, and a whole path is wider than any chart), a
+    registry key or Hub id as it is."""
+    text = str(name_or_path).strip()
+    path = Path(text)
+    return path.name or text if path.is_absolute() else text
+
+
 def plan_load(name_or_path: str, dtype: torch.dtype = torch.float32) -> LoadPlan:
     """Resolve a model and run every check that needs no weights: the folder's files, its
     config, and whether its parameter count fits in memory (for Hub ids from config.json
     alone, before any download starts).
     """
     source, spec = resolve_source(name_or_path)
-    label = spec.label if spec else source
+    label = spec.label if spec else source  # errors name the folder they are about
     if Path(source).is_absolute():
         check_local_folder(Path(source))
         config = read_config(Path(source) / "config.json", label)
@@ -697,10 +707,23 @@ def unreadable_weights(error: BaseException | None) -> bool:
     while error is not None:
         text = str(error)
         if (isinstance(error, (SafetensorError, pickle.UnpicklingError))
-                or "weights_only" in text or "PytorchStreamReader failed" in text):
+                or "weights_only" in text or "PytorchStreamReader failed" in text
+                or raised_reading_weights(error)):
             return True
         error = error.__cause__ or error.__context__
     return False
+
+
+# Random bytes in a pickled .bin fail inside torch's reader with whatever the bytes happen to
+# trip (IndexError "pop from empty list", KeyError, UnicodeDecodeError ...: measured, ~1 file in
+# 6), so where the error was raised decides, not its type.
+WEIGHT_READER_FILES = ("torch/serialization.py", "torch/_weights_only_unpickler.py")
+
+
+def raised_reading_weights(error: BaseException) -> bool:
+    """True when `error` was raised inside torch's weights-file reader."""
+    frames = traceback.extract_tb(error.__traceback__)
+    return any(frame.filename.replace("\\", "/").endswith(WEIGHT_READER_FILES) for frame in frames)
 
 
 def load_failure_message(plan: LoadPlan, error: BaseException) -> str:
@@ -734,7 +757,7 @@ def model_info(bridge, n_params: int, plan: LoadPlan) -> ModelInfo:
     cfg = bridge.cfg
     architecture = type(bridge.original_model).__name__
     return ModelInfo(
-        name=plan.name, label=plan.label, source=plan.source, architecture=architecture,
+        name=plan.name, label=display_name(plan.label), source=plan.source, architecture=architecture,
         n_layers=cfg.n_layers, n_heads=cfg.n_heads, d_model=cfg.d_model, d_head=cfg.d_head,
         d_mlp=cfg.d_mlp or 4 * cfg.d_model, d_vocab=cfg.d_vocab, n_ctx=cfg.n_ctx,
         n_params=n_params, device=str(weights_device(bridge)),

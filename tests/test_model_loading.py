@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 
 import pytest
@@ -159,6 +160,23 @@ def test_random_bytes_as_weights_are_described_without_unsafe_advice(weights_fil
     message = str(error.value)
     assert_in_our_words(message, folder)
     assert "could not be read" in message and "damaged" in message
+
+
+def test_any_random_bytes_in_a_pickled_bin_are_described_as_unreadable(tmp_path, tiny_model_dir):
+    """Reference: the file is noise, so every load must say it could not be read. Random bytes
+    fail inside torch's reader with whatever they trip ("pop from empty list", a KeyError, a
+    UnicodeDecodeError: about 1 file in 6, measured), which was shown as "Could not load ...:
+    pop from empty list"; 24 seeded files hold the message to every kind."""
+    folder = folder_copy(tiny_model_dir, tmp_path)
+    (folder / "model.safetensors").unlink()
+    other_messages = []
+    for seed in range(24):
+        (folder / "pytorch_model.bin").write_bytes(random.Random(seed).randbytes(4096))
+        with pytest.raises(ModelUnavailableError) as error:
+            load_model(str(folder), device="cpu")
+        if "could not be read" not in str(error.value):
+            other_messages.append((seed, str(error.value)))
+    assert not other_messages
 
 
 def test_a_config_that_is_not_json_names_the_file_and_not_the_network(tmp_path, tiny_model_dir):

@@ -20,6 +20,7 @@ from interp.explain import md_escape
 from interp.figures import CaptionedFigure, CaptionedTable, plot_text, register_figure
 from interp.figures.prediction import probability_label
 from interp.logit_lens import DLAResult, LensResult
+from interp.models import display_name
 from interp.tokens import axis_labels
 
 LENS_VIEWS = ("heatmap", "table", "evolution")
@@ -65,7 +66,7 @@ def lens_heatmap(result: LensResult, token_id: int | None = None) -> go.Figure:
         hovertemplate=("%{y}, position %{x}<br>colour p = %{z:.3f}<br><b>top tokens</b><br>"
                        "%{customdata}<extra></extra>")))
     figure.update_layout(
-        title=f"Logit lens<br><sub>{plot_text(result.model_name)}</sub>", xaxis_title="position: token",
+        title=f"Logit lens<br><sub>{plot_text(display_name(result.model_name))}</sub>", xaxis_title="position: token",
         yaxis_title="residual stream", yaxis_autorange="reversed", height=120 + 34 * rows,
         margin=dict(l=10, r=10, t=50, b=10))
     return figure

@@ -17,6 +17,7 @@ import plotly.graph_objects as go
 from interp.errors import InvalidOptionError
 from interp.explain import md_escape
 from interp.figures import CaptionedFigure, CaptionedTable, plot_text, register_figure
+from interp.models import display_name
 from interp.patching import MethodAgreement, PatchingResult
 from interp.patching.results import EFFECT_MEANING
 from interp.patching.sweeps import PatchingRun, RankedComponents, task_table
@@ -227,7 +228,7 @@ def headline_numbers(run: PatchingRun) -> dict[str, str]:
 def headline_caption(run: PatchingRun) -> str:
     """The caption of the unpatched runs' metric values above the sweeps."""
     first = run.sweeps[0].exact
-    return (f"The metric on the unpatched runs ({md_escape(first.model_name)}, "
+    return (f"The metric on the unpatched runs ({md_escape(display_name(first.model_name))}, "
             f"{first.direction}). Heatmaps show each patch's "
             f"{md_escape(EFFECT_MEANING[first.direction])}.")
 

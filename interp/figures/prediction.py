@@ -5,6 +5,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 
 from interp.figures import CaptionedFigure, plot_text, register_figure
+from interp.models import display_name
 from interp.predictions import NextTokenPrediction
 
 
@@ -26,7 +27,7 @@ def top_k_bars(prediction: NextTokenPrediction, title: str | None = None) -> go.
         customdata=list(prediction.top_logits)[::-1],
         hovertemplate="p = %{x:.4f}<br>logit = %{customdata:.3f}<extra></extra>"))
     figure.update_layout(
-        title=title or f"Next token<br><sub>after the prompt, {plot_text(prediction.model_name)}</sub>",
+        title=title or f"Next token<br><sub>after the prompt, {plot_text(display_name(prediction.model_name))}</sub>",
         xaxis_title="probability", yaxis_title=None, height=80 + 28 * len(labels),
         margin=dict(l=10, r=60, t=60, b=10))
     return figure

@@ -17,6 +17,7 @@ from interp.bias import GroupToxicityResult, PairwiseLikelihoodResult, TemplateP
 from interp.errors import invalid_choice
 from interp.explain import md_escape
 from interp.figures import CaptionedFigure, CaptionedTable, plot_text, register_figure
+from interp.models import display_name
 from interp.tokens import axis_labels
 from interp.toxicity import ContinuationsToxicity
 
@@ -188,7 +189,7 @@ def confidence_figure(result: ConfidenceTrace) -> CaptionedFigure:
     figure.add_trace(go.Bar(x=x, y=result.entropy, name="entropy (nats)", yaxis="y2",
                             opacity=0.3, hovertemplate="entropy %{y:.2f} nats<extra></extra>"))
     figure.update_layout(
-        title=f"Confidence along the text ({plot_text(result.model_name)})",
+        title=f"Confidence along the text ({plot_text(display_name(result.model_name))})",
         xaxis=dict(tickmode="array", tickvals=x, ticktext=labels, title=None),
         yaxis=dict(title="probability", range=[0, 1.05]),
         yaxis2=dict(title="entropy (nats)", overlaying="y", side="right", showgrid=False),
@@ -234,7 +235,7 @@ def catalogue_table(result: FailureCatalogueResult) -> pd.DataFrame:
 def catalogue_figure(result: FailureCatalogueResult) -> CaptionedTable:
     """The failure catalogue's table with the count of cases that tripped."""
     tripped = sum(o.failed for o in result.outcomes)
-    caption = (f"Each case run live on {md_escape(result.model_name)}, greedily (up to "
+    caption = (f"Each case run live on {md_escape(display_name(result.model_name))}, greedily (up to "
                f"{result.max_new_tokens} new tokens): {tripped} of {len(result.outcomes)} "
                "tripped the model. A case shows one failure on one prompt, not how often it "
                "happens.")
