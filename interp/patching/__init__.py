@@ -22,7 +22,8 @@ API (all patched runs are batched; hooks only live inside `model.hooked`):
     head_means(model, tokens), ablation_hooks(...), ablate(model, tokens, metric, heads, kind)
 
 One idea per module: `results` (sites, metrics, inputs, result types), `runs` (the clean and
-corrupted runs every method starts from), `staircase` (the fast exact engine), `hooked` (one
+corrupted runs every method starts from), `staircase` (the fast exact engine), `gpt2_block`
+(the plain GPT-2 block it runs when no hook is needed), `hooked` (one
 hooked forward pass per patch, on any model), `self_check` (the staircase checked against
 hooked runs once per model), `architecture` (which models each method supports), `exact`,
 `path`, `attribution`, `statistics` and `ablation`.

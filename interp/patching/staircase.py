@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from interp.activations import uses_tanh_gelu
+from interp.patching import gpt2_block
+from interp.patching.gpt2_block import plain_gpt2_blocks
 from interp.patching.results import HEAD_SITES, RESIDUAL_STREAM_SITES
 from interp.patching.runs import Patch, hook_name, patched_copies
 
@@ -106,16 +108,21 @@ class PrefixKeysValues:
     def __init__(self, receiving: dict, first: int, n_prompts: int):
         self.receiving, self.first, self.n_prompts = receiving, first, n_prompts
 
-    def prefix(self, site: str, layer: int, rows: int) -> torch.Tensor:
-        cached = self.receiving[hook_name(site, layer)][:, :self.first]  # [prompt, pos, head, d]
-        return cached.transpose(1, 2).repeat(rows // self.n_prompts, 1, 1, 1)
-
     def update(self, keys: torch.Tensor, values: torch.Tensor, layer_idx: int):
         if self.first == 0:
             return keys, values
-        rows = keys.shape[0]
-        return (torch.cat([self.prefix("k", layer_idx, rows), keys], dim=2),
-                torch.cat([self.prefix("v", layer_idx, rows), values], dim=2))
+        return self.joined("k", layer_idx, keys), self.joined("v", layer_idx, values)
+
+    def joined(self, site: str, layer: int, later: torch.Tensor) -> torch.Tensor:
+        """The cached positions before `first` (broadcast over the patches' copies) followed by
+        `later` [rows, head, pos, d], each written once (repeat-then-cat writes the prefix twice)."""
+        rows, n_heads, n_later, d_head = later.shape
+        cached = self.receiving[hook_name(site, layer)][:, :self.first].transpose(1, 2)
+        out = later.new_empty(rows, n_heads, self.first + n_later, d_head)
+        out.view(rows // self.n_prompts, self.n_prompts, n_heads, -1, d_head)[
+            :, :, :, :self.first].copy_(cached)
+        out[:, :, self.first:] = later
+        return out
 
 
 class LastQueryKeysValues:
@@ -257,6 +264,7 @@ def staircase_pass(model, patches: Sequence[Patch], receiving: dict, source: dic
         return start if current is None else torch.cat([current, start])
 
     first_block = min(entry[0] for entry in by_entry)
+    plain = None if hooks else plain_gpt2_blocks(model)
     with model.hooked(hooks) as bridge:
         for block_index in range(first_block, n_layers):
             block = bridge.blocks[block_index]
@@ -265,7 +273,10 @@ def staircase_pass(model, patches: Sequence[Patch], receiving: dict, source: dic
                 joined_at[block_index] = 0 if hidden is None else hidden.shape[0]
                 hidden = join(hidden, entering, block)
             last_block = block_index == last_layer
-            if hidden is not None and last_block:
+            if hidden is not None and plain is not None:
+                hidden = gpt2_block.block(plain[block_index], hidden, prefix, block_index,
+                                          last_position_only=last_block and hidden.shape[1] > 1)
+            elif hidden is not None and last_block:
                 hidden = last_block_at_last_position(block, hidden, prefix,
                                                      last_query_only and hidden.shape[1] > 1, mlp)
             elif hidden is not None:
@@ -273,7 +284,11 @@ def staircase_pass(model, patches: Sequence[Patch], receiving: dict, source: dic
             entering_mid = by_entry.get((block_index, True))
             if entering_mid:
                 mid = join(None, entering_mid, block, last_position_only=last_block)
-                post = mid + mlp(block, block.ln2(mid))
+                if plain is not None:
+                    weights = plain[block_index]
+                    post = gpt2_block.mlp(weights, gpt2_block.layer_norm(weights.ln_2, mid)).add_(mid)
+                else:
+                    post = mid + mlp(block, block.ln2(mid))
                 hidden = post if hidden is None else torch.cat([hidden, post])
         after_last = by_entry.get((n_layers, False))
         if after_last:
