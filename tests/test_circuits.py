@@ -146,13 +146,12 @@ def test_edges_into_the_logits_equal_a_first_order_computation_by_hand(sharp, me
                                                                         monkeypatch):
     """Reference: autograd by hand on the bridge's own forward pass (`expected_logit_edges`),
     for EAP and for EAP-IG with m = 1 (which must be EAP) and m = 5, at every position; and
-    with the memory budget so small that each IG step runs as its own chunk."""
-    from interp.circuits import scores as circuit_scores
+    with the memory budget so small that each pass runs one row (one pair, one IG step)."""
+    from interp.circuits import engine
 
     if one_step_per_chunk:
-        monkeypatch.setattr(circuit_scores, "GRADIENT_FLOATS_PER_CHUNK", 1)
-        assert circuit_scores.gradient_steps_per_chunk(
-            circuit_scores.gpt2_weights(sharp), 8, 2) == 1
+        monkeypatch.setattr(engine, "CHUNK_BYTES", 1)
+        assert engine.gradient_rows_per_chunk(engine.gpt2_weights(sharp), 8) == 1
     data = pair_data(sharp)
     ours = C.edge_scores(sharp, data, method, ig_steps=steps)
     graph = ours.graph
