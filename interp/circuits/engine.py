@@ -284,38 +284,43 @@ def rows_per_chunk(n_pos: int, n_senders: int, d_model: int, n_heads: int) -> in
     return max(1, CHUNK_BYTES // rewritten_pass_bytes(n_pos, n_senders, d_model, n_heads))
 
 
+def rows_of(t: torch.Tensor, passes: torch.Tensor, repeats: int = 1) -> torch.Tensor:
+    """The rows of `t` that `passes` read: pass r reads row (r // repeats) mod len(t); a
+    one-row `t` read by every pass is kept as it is, to broadcast."""
+    if t.shape[0] == 1 and repeats == 1:
+        return t
+    return t[(passes // repeats) % t.shape[0]]
+
+
 @torch.no_grad()
 def rewritten_logits(weights: Gpt2Weights, token_embeds: torch.Tensor, ablated: torch.Tensor,
-                     replacement: torch.Tensor, check=None) -> torch.Tensor:
+                     replacement: torch.Tensor, check=None, mask_repeats: int = 1) -> torch.Tensor:
     """Last-position logits [rows, d_vocab] of many rewritten passes, in chunks of rows.
 
-    `token_embeds`, `ablated` and `replacement` have one row per pass, 1 (shared by all), or
-    a cycle of n rows that pass r reads at r mod n (e.g. one per pair, for passes that run
-    every pair under many masks: repeating them would copy the sender outputs per mask);
-    `check()` runs between chunks (progress, cancellation).
+    `token_embeds` and `replacement` have one row per pass, 1 (shared by all), or a cycle of n
+    rows that pass r reads at r mod n (e.g. one per pair, for passes that run every pair under
+    many masks: repeating them would copy the sender outputs per mask); pass r reads the mask
+    `ablated[r // mask_repeats]` (e.g. `mask_repeats` = pairs: each mask on every pair, without
+    a copy of the masks per pair); `check()` runs between chunks (progress, cancellation).
     """
-    rows = max(token_embeds.shape[0], ablated.shape[0], replacement.shape[0])
-    for tensor in (token_embeds, ablated, replacement):
-        if rows % tensor.shape[0]:
-            raise ValueError(f"{tensor.shape[0]} rows do not cycle evenly over {rows} passes")
+    if mask_repeats < 1:
+        raise ValueError(f"mask_repeats must be at least 1; got {mask_repeats}")
+    n_masks = ablated.shape[0] * mask_repeats
+    rows = max(token_embeds.shape[0], n_masks, replacement.shape[0])
+    for n in (token_embeds.shape[0], n_masks, replacement.shape[0]):
+        if rows % n:
+            raise ValueError(f"{n} rows do not cycle evenly over {rows} passes")
     n_pos, d_model = token_embeds.shape[1:]
     step = rows_per_chunk(n_pos, ablated.shape[1], d_model, weights.graph_shape[1])
     pieces = []
     for start in range(0, rows, step):
         stop = min(rows, start + step)
-
-        def part(t: torch.Tensor, start: int = start, stop: int = stop) -> torch.Tensor:
-            if t.shape[0] == 1:
-                return t
-            if t.shape[0] == rows:
-                return t[start:stop]
-            return t[torch.arange(start, stop, device=t.device) % t.shape[0]]
-
+        chunk = torch.arange(start, stop, device=token_embeds.device)
         # The replacement is read sender by sender through its rows, never copied whole.
         replacement_rows = None if replacement.shape[0] == 1 else (
-            torch.arange(start, stop, device=replacement.device) % replacement.shape[0])
-        embeds = part(token_embeds).expand(stop - start, -1, -1)
-        rewrite = Rewrite(part(ablated), replacement, replacement_rows)
+            chunk.to(replacement.device) % replacement.shape[0])
+        embeds = rows_of(token_embeds, chunk).expand(stop - start, -1, -1)
+        rewrite = Rewrite(rows_of(ablated, chunk, mask_repeats), replacement, replacement_rows)
         pieces.append(forward(weights, embeds, rewrite).last_logits)
         if check is not None:
             check(stop, rows)

@@ -12,6 +12,7 @@ change), the slow reference the estimators are audited against.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -114,7 +115,9 @@ def integrated_scores(weights: Gpt2Weights, data: CircuitData, steps: int,
     graph = weights.graph(data.n_pos)
     label = METHOD_LABELS["eap_ig" if steps > 1 else "eap"]
     per_chunk = gradient_rows_per_chunk(weights, data.n_pos)
-    pairs_per_chunk, steps_per_chunk = max(1, per_chunk // steps), min(steps, per_chunk)
+    pairs_per_chunk = max(1, per_chunk // steps)
+    # One pair's steps in even parts when they do not fit one chunk (5 steps in 4 rows: 3 + 2).
+    steps_per_chunk = math.ceil(steps / math.ceil(steps / per_chunk))
     scores = clean_outputs.new_zeros((graph.n_senders, graph.n_receivers, graph.n_pos))
     corrupted_sum, done = 0.0, 0
     for first_pair in range(0, data.n_pairs, pairs_per_chunk):
@@ -145,7 +148,9 @@ def integrated_scores(weights: Gpt2Weights, data: CircuitData, steps: int,
             if deltas is None:
                 corrupted_sum += float(values[0].sum().detach())
                 assert out.sender_outputs is not None  # a plain pass keeps them
-                deltas = clean_outputs[chosen] - out.sender_outputs
+                # clean - corrupted, written over the corrupted outputs (no third copy)
+                deltas = torch.sub(clean_outputs[chosen], out.sender_outputs,
+                                   out=out.sender_outputs)
             scores += chunk_scores(weights, graph, deltas, out, grads, len(alphas))
             done += len(alphas) * len(pairs)
             del out, grads, inputs, values
@@ -207,8 +212,8 @@ def patched_edge_metrics(weights: Gpt2Weights, data: CircuitData,
         masks = torch.as_tensor(edge_sets[start:start + step]).to(device)
         copies = masks.shape[0]
         # Row r is set r // n_pairs on pair r % n_pairs: the pairs' tensors cycle, not copied.
-        logits = rewritten_logits(weights, corrupted_embeds, masks.repeat_interleave(n_pairs, 0),
-                                  clean_outputs)
+        logits = rewritten_logits(weights, corrupted_embeds, masks, clean_outputs,
+                                  mask_repeats=n_pairs)
         metric = pair_metric(data.metric, logits, clean_log_probs)
         values.append(metric.view(copies, n_pairs))
         if progress is not None:
