@@ -423,8 +423,8 @@ def test_passes_that_cycle_per_pair_rows_equal_passes_given_every_row(sharp):
 
 def test_attention_receiver_gradients_equal_autograd_through_a_copy_per_receiver(tiny_model):
     """Reference: autograd through torch's own LayerNorm and the W_Q/W_K/W_V products, with the
-    residual copied once per receiver (what the gradient pass did before it rebuilt these by
-    hand), for random inputs and random gradients at q, k and v."""
+    residual copied once per receiver (what the gradient pass kept for every layer before it
+    rebuilt these after the backward pass), for random inputs and random gradients at q, k, v."""
     from interp.circuits.engine import attention_input_gradients, layer_norm
 
     weights = gpt2_weights(tiny_model)

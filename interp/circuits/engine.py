@@ -22,12 +22,13 @@ from transformers.activations import ACT2FN
 from interp.circuits.graph import EdgeGraph
 from interp.patching.architecture import ATTRIBUTION, check_architecture
 
-# Working memory of one chunk of a pass, in bytes (rewritten passes and gradient passes alike).
-# Streamlit Community Cloud gives 2.7 GB; the runtime, GPT-2 small and the toxicity classifier
-# hold about 1.6 GB of it, and the deploy target is 1.8 GB, so an analysis may add about
-# 250 MB: a chunk gets half of that, the rest is what a stage holds beside it (the clean and
-# replacement sender outputs, the masks). On GPT-2 small with 15 tokens that is 4-5 rows per
-# chunk; passes cost the same per row from there up (rows x tokens fill the matrix products).
+# Working memory of one chunk of a pass, in bytes (rewritten passes and gradient passes alike),
+# as the per-row estimates below count it. Streamlit Community Cloud gives 2.7 GB; the runtime,
+# GPT-2 small and the toxicity classifier hold about 1.6 GB of it and the deploy target is
+# 1.8 GB, so an analysis may add about 250 MB. Measured on GPT-2 small (15 tokens: 6 rows per
+# rewritten chunk, 4 per gradient chunk), allocator slack and the backward pass's temporaries
+# put a chunk's real peak near 180 MB, and each Circuits stage stayed within 250 MB above what
+# is held; 160 MB ran EAP-IG ~15 % faster (one pair's 5 steps per chunk) but peaked 285 MB above.
 CHUNK_BYTES = 128 * 2**20
 
 
@@ -235,21 +236,21 @@ def attention_input_gradients(weights: Gpt2Weights, layer: int, attention_input:
     projections (q, k, v [rows, pos, head, d_head]) and the input all of them read.
 
     Each receiver's own copy of the residual feeds only its LayerNorm and its W_Q, W_K or W_V,
-    so its gradient is the backward pass of those two, done here by hand: the forward pass then
-    never copies the residual stream once per receiver (36 copies per layer on GPT-2 small).
+    so its gradient is the backward pass of those two, run here one layer at a time after the
+    model's backward pass: the forward pass never keeps the residual stream once per receiver
+    for autograd (36 copies a layer on GPT-2 small, all layers of every row of a chunk).
     """
     w = weights.layers[layer]
+    n_heads = weights.graph_shape[1]
     normed_grads = torch.cat([torch.einsum("bphe,hde->bphd", grad, w[name]) for grad, name
                               in zip(projection_grads, ("w_q", "w_k", "w_v"), strict=True)], dim=2)
-    # LayerNorm's backward: x_hat = (x - mean) / std, y = x_hat * gain + bias, so
-    # dx = (g - mean(g) - x_hat * mean(g * x_hat)) / std with g = dy * gain.
-    x = attention_input.detach()
-    mean = x.mean(-1, keepdim=True)
-    inverse_std = torch.rsqrt(x.var(-1, unbiased=False, keepdim=True) + weights.eps)
-    x_hat = ((x - mean) * inverse_std)[:, :, None]
-    gained = normed_grads * w["ln1"][0]
-    return (gained - gained.mean(-1, keepdim=True)
-            - x_hat * (gained * x_hat).mean(-1, keepdim=True)) * inverse_std[:, :, None]
+    # LayerNorm's own backward, run on a view of the input per receiver (stride 0: no copy).
+    with torch.enable_grad():
+        copies = attention_input.detach()[:, :, None].expand(-1, -1, 3 * n_heads, -1)
+        copies.requires_grad_(True)
+        (grads,) = torch.autograd.grad(layer_norm(copies, w["ln1"], weights.eps), [copies],
+                                       normed_grads)
+    return grads
 
 
 def rewritten_pass_bytes(n_pos: int, n_senders: int, d_model: int, n_heads: int) -> int:
