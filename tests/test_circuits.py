@@ -146,13 +146,12 @@ def test_edges_into_the_logits_equal_a_first_order_computation_by_hand(sharp, me
                                                                         monkeypatch):
     """Reference: autograd by hand on the bridge's own forward pass (`expected_logit_edges`),
     for EAP and for EAP-IG with m = 1 (which must be EAP) and m = 5, at every position; and
-    with the memory budget so small that each IG step runs as its own chunk."""
-    from interp.circuits import scores as circuit_scores
+    with the memory budget so small that each pass runs one row (one pair, one IG step)."""
+    from interp.circuits import engine
 
     if one_step_per_chunk:
-        monkeypatch.setattr(circuit_scores, "GRADIENT_FLOATS_PER_CHUNK", 1)
-        assert circuit_scores.gradient_steps_per_chunk(
-            circuit_scores.gpt2_weights(sharp), 8, 2) == 1
+        monkeypatch.setattr(engine, "CHUNK_BYTES", 1)
+        assert engine.gradient_rows_per_chunk(engine.gpt2_weights(sharp), 8) == 1
     data = pair_data(sharp)
     ours = C.edge_scores(sharp, data, method, ig_steps=steps)
     graph = ours.graph
@@ -420,3 +419,75 @@ def test_passes_that_cycle_per_pair_rows_equal_passes_given_every_row(sharp):
         rewritten_logits(weights, embeds, rows_mask[:5], replacement)
     out = forward(weights, embeds, Rewrite(rows_mask[:2], replacement))
     assert out.attention_inputs == [] and out.mlp_inputs == [] and out.final_input is None
+
+
+def test_attention_receiver_gradients_equal_autograd_through_a_copy_per_receiver(tiny_model):
+    """Reference: autograd through torch's own LayerNorm and the W_Q/W_K/W_V products, with the
+    residual copied once per receiver (what the gradient pass kept for every layer before it
+    rebuilt these after the backward pass), for random inputs and random gradients at q, k, v."""
+    from interp.circuits.engine import attention_input_gradients, layer_norm
+
+    weights = gpt2_weights(tiny_model)
+    n_heads = weights.graph_shape[1]
+    generator = torch.Generator().manual_seed(0)
+    for layer, w in enumerate(weights.layers):
+        resid = 3 * torch.randn((2, 5, weights.wte.shape[1]), generator=generator) + 1
+        grads = [torch.randn((2, 5, n_heads, w["w_q"].shape[2]), generator=generator)
+                 for _ in range(3)]
+        copies = resid[:, :, None].repeat(1, 1, 3 * n_heads, 1).requires_grad_(True)
+        normed = layer_norm(copies, w["ln1"], weights.eps)
+        total = sum((torch.einsum("bphd,hde->bphe", normed[:, :, i * n_heads:(i + 1) * n_heads],
+                                  w[name]) * grad).sum()
+                    for i, (name, grad) in enumerate(zip(("w_q", "w_k", "w_v"), grads, strict=True)))
+        (expected,) = torch.autograd.grad(total, [copies])
+        ours = attention_input_gradients(weights, layer, resid, grads)
+        torch.testing.assert_close(ours, expected, atol=1e-6, rtol=1e-5)
+        assert expected.abs().max() > 1e-2
+
+
+def test_passes_chunked_one_row_at_a_time_equal_one_unchunked_pass(tiny_model, monkeypatch):
+    """Invariant: every score and metric is a sum or a list over rows, so running the passes in
+    chunks of one row (and the gradient pass in chunks of 3 rows, which splits one pair's 5 IG
+    steps 3 + 2) changes nothing beyond float rounding (1e-6): EAP, EAP-IG, exact edge scores,
+    the faithfulness curve under each ablation and node ablations, on 3 pairs."""
+    from interp.circuits import engine
+    from interp.circuits.ablation import ablated_metrics
+    from interp.patching.results import logit_diff_metric
+
+    two = pair_data(tiny_model, 2)
+    # A third pair: the first pair the other way round (its corrupted prompt is clean for John).
+    correct, wrong = two.metric.correct_ids, two.metric.wrong_ids
+    assert wrong is not None
+    data = CircuitData(tiny_model.name, "ioi", torch.cat([two.clean_tokens, two.corrupted_tokens[:1]]),
+                       torch.cat([two.corrupted_tokens, two.clean_tokens[:1]]),
+                       logit_diff_metric([*correct, wrong[0]], [*wrong, correct[0]]), two.tokens)
+    weights = gpt2_weights(tiny_model)
+    graph = weights.graph(data.n_pos)
+    # The default budget runs all of these in one chunk on the tiny model: the reference.
+    assert engine.gradient_rows_per_chunk(weights, data.n_pos) >= 5 * data.n_pairs
+    assert engine.rows_per_chunk(data.n_pos, graph.n_senders, weights.wte.shape[1],
+                                 graph.n_heads) >= 11 * data.n_pairs
+    edges = [edge[:3] for edge in C.edge_scores(tiny_model, data, "eap").ranked(4)]
+    reference_tokens = torch.cat([data.clean_tokens, data.corrupted_tokens])
+
+    def everything():
+        eap = C.edge_scores(tiny_model, data, "eap")
+        eap_ig = C.edge_scores(tiny_model, data, "eap_ig", ig_steps=5)
+        exact = C.edge_scores(tiny_model, data, "exact", edges=edges)
+        curves = [C.faithfulness.circuit_metrics(
+            weights, data, C.selection.top_fraction_keeps(eap_ig, C.faithfulness.CURVE_FRACTIONS),
+            kind, reference_tokens) for kind in ("resample", "mean", "zero")]
+        nodes = ablated_metrics(weights, data, [("L0H1",), ("L1H2", "MLP0"), ()], "mean")
+        return ([eap.scores, eap_ig.scores, exact.scores, nodes]
+                + [t for m in curves for t in (m.circuits, m.full, m.empty)],
+                [eap.corrupted_value, eap_ig.corrupted_value, eap.clean_value])
+
+    tensors, values = everything()
+    assert tensors[1].abs().max() > 1e-4 and tensors[2].abs().max() > 1e-4  # not all zero
+    row = engine.gradient_pass_bytes(weights, data.n_pos)
+    for budget in (1, 3 * row):
+        monkeypatch.setattr(engine, "CHUNK_BYTES", budget)
+        chunked_tensors, chunked_values = everything()
+        for ours, expected in zip(chunked_tensors, tensors, strict=True):
+            torch.testing.assert_close(ours, expected, atol=1e-6, rtol=0)
+        assert chunked_values == pytest.approx(values, abs=1e-6)

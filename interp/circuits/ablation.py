@@ -67,8 +67,8 @@ def ablated_metrics(weights: Gpt2Weights, data: CircuitData, ablated_sets, kind:
     masks = node_masks(graph, ablated_sets).to(device)
     n_sets, n_pairs = masks.shape[0], data.n_pairs
     # Row r is set r // n_pairs on pair r % n_pairs: the per-pair tensors cycle, not copied.
-    logits = rewritten_logits(weights, weights.wte[clean_tokens],
-                              masks.repeat_interleave(n_pairs, 0), replacement, check)
+    logits = rewritten_logits(weights, weights.wte[clean_tokens], masks, replacement, check,
+                              mask_repeats=n_pairs)
     clean_log_probs = torch.log_softmax(clean_logits.float(), dim=-1)
     return pair_metric(data.metric, logits, clean_log_probs).view(n_sets, n_pairs).cpu()
 

@@ -6,13 +6,15 @@ runs GPT-2's blocks from the model's own weights with each head's q, k and v inp
 MLP's and the logits' input) kept apart, so that rewrite is one batched product per layer: a
 whole batch of circuits (one keep-mask per row) costs one forward pass, and no hook is ever
 attached to the shared model. With `track_inputs` the receivers' inputs are kept in the autograd
-graph, so one backward pass gives every receiver's gradient (edge attribution patching).
+graph, so one backward pass gives every receiver's gradient (edge attribution patching). Passes
+run in chunks of rows sized by bytes (`CHUNK_BYTES`), so their working memory is the same on
+every model and number of prompts.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from transformers.activations import ACT2FN
@@ -20,11 +22,14 @@ from transformers.activations import ACT2FN
 from interp.circuits.graph import EdgeGraph
 from interp.patching.architecture import ATTRIBUTION, check_architecture
 
-# Rows of a rewritten pass per chunk: the sender outputs and their differences are each rows x
-# pos x senders x d_model floats, 0.12 GB at 16 rows of GPT-2 small's 157 senders and 15
-# tokens. A third of the earlier 90M took the same time for 44 rows (14.5-17.8 s vs 17.6-17.8 s
-# on 2 busy cores) and cut the faithfulness curve's peak on GPT-2 small by a quarter.
-SENDER_FLOATS_PER_CHUNK = 30_000_000
+# Working memory of one chunk of a pass, in bytes (rewritten passes and gradient passes alike),
+# as the per-row estimates below count it. Streamlit Community Cloud gives 2.7 GB; the runtime,
+# GPT-2 small and the toxicity classifier hold about 1.6 GB of it and the deploy target is
+# 1.8 GB, so an analysis may add about 250 MB. Measured on GPT-2 small (15 tokens: 6 rows per
+# rewritten chunk, 4 per gradient chunk), allocator slack and the backward pass's temporaries
+# put a chunk's real peak near 180 MB, and each Circuits stage stayed within 250 MB above what
+# is held; 160 MB ran EAP-IG ~15 % faster (one pair's 5 steps per chunk) but peaked 285 MB above.
+CHUNK_BYTES = 128 * 2**20
 
 
 @dataclass(frozen=True)
@@ -90,24 +95,41 @@ def gpt2_weights(model) -> Gpt2Weights:
 class Rewrite:
     """Which edges each row ablates, and what the ablated senders' outputs become.
 
-    `ablated` [rows or 1, sender, receiver, pos] bool; `replacement` [rows or 1, pos, sender,
-    d_model]: each sender's output that an ablated edge carries instead of the live one.
+    `ablated` [rows or 1, sender, receiver, pos] bool; `replacement` [n, pos, sender, d_model]:
+    each sender's output that an ablated edge carries instead of the live one, where row r of
+    the pass reads `replacement[replacement_rows[r]]` (or row r itself, or the one row when n
+    is 1, without `replacement_rows`), so passes that share replacements never copy them.
     """
 
     ablated: torch.Tensor
     replacement: torch.Tensor
+    replacement_rows: torch.Tensor | None = None
+
+    def replacements(self, senders: slice) -> torch.Tensor:
+        """The replacement outputs [rows or 1, pos, sender, d_model] of the `senders` given."""
+        if self.replacement_rows is None:
+            return self.replacement[:, :, senders]
+        return self.replacement[self.replacement_rows, :, senders]
 
 
 @dataclass
 class PassOutput:
-    """A pass's logits at the last position [rows, d_vocab], every sender's output
-    [rows, pos, sender, d_model], and, when tracked, the receivers' inputs by layer."""
+    """What a pass returns, [rows, ...] each.
+
+    `last_logits` [rows, d_vocab] at the last position; `sender_outputs` [rows kept, pos,
+    sender, d_model] every sender's output on a plain pass (None on a rewritten one, which keeps
+    only live - replacement per sender). When tracked (for gradients), per layer: the
+    attention's input [rows, pos, d_model] (every head's q, k and v read it before their
+    LayerNorm), the q, k and v projections [rows, pos, head, d_head] in the autograd graph, the
+    MLP's input, and the logits' input `final_input` [rows, pos, d_model].
+    """
 
     last_logits: torch.Tensor
-    sender_outputs: torch.Tensor
+    sender_outputs: torch.Tensor | None
     attention_inputs: list
     mlp_inputs: list
     final_input: torch.Tensor | None
+    projections: list = field(default_factory=list)
 
 
 def layer_norm(x: torch.Tensor, weight_bias, eps: float) -> torch.Tensor:
@@ -115,56 +137,77 @@ def layer_norm(x: torch.Tensor, weight_bias, eps: float) -> torch.Tensor:
     return torch.nn.functional.layer_norm(x, x.shape[-1:], weight_bias[0], weight_bias[1], eps)
 
 
-def correction(rewrite: Rewrite | None, outputs: torch.Tensor, n_senders: int,
+def correction(rewrite: Rewrite | None, differences: torch.Tensor | None, n_senders: int,
                receivers) -> torch.Tensor | None:
     """Sum over ablated senders of (live - replacement), per receiver: [rows, pos, recv, d]."""
-    if rewrite is None:
+    if rewrite is None or differences is None:
         return None
-    differences = outputs[:, :, :n_senders] - rewrite.replacement[:, :, :n_senders]
     mask = rewrite.ablated[:, :n_senders, receivers].to(differences.dtype)
     if mask.ndim == 3:
         mask = mask[:, :, None]
-    return torch.einsum("bpsd,bsrp->bprd", differences, mask)
+    return torch.einsum("bpsd,bsrp->bprd", differences[:, :, :n_senders], mask)
 
 
 def forward(weights: Gpt2Weights, token_embeds: torch.Tensor, rewrite: Rewrite | None = None,
-            track_inputs: bool = False) -> PassOutput:
+            track_inputs: bool = False, kept_senders: int | None = None) -> PassOutput:
     """GPT-2 on `token_embeds` [rows, pos, d_model] (the embedding sender's output), with the
-    edges `rewrite` names ablated; returns the last position's logits and what `PassOutput` holds.
+    edges `rewrite` names ablated; returns the last position's logits and what `PassOutput` holds
+    (the sender outputs of the first `kept_senders` rows only, when given, on a plain pass).
+
+    A plain pass computes each layer's LayerNorm once, since every receiver reads the same
+    residual; a rewritten one gives each receiver its own input. Gradient tracking is for plain
+    passes only (`attention_input_gradients` rebuilds each receiver's input gradient).
     """
+    if track_inputs and rewrite is not None:
+        raise ValueError("Receiver gradients are taken on plain passes only, not rewritten ones.")
     rows, n_pos, d_model = token_embeds.shape
     n_layers, n_heads = weights.graph_shape
     graph = weights.graph(n_pos)
     eps = weights.eps
-    outputs = token_embeds.new_zeros((rows, n_pos, graph.n_senders, d_model))
-    outputs[:, :, 0] = token_embeds.detach()
+    differences = outputs = None
+    if rewrite is None:
+        kept = rows if kept_senders is None else kept_senders
+        outputs = token_embeds.new_zeros((kept, n_pos, graph.n_senders, d_model))
+        outputs[:, :, 0] = token_embeds[:kept].detach()
+    else:  # only live - replacement is ever read: keep that, not the live outputs
+        differences = token_embeds.new_zeros((rows, n_pos, graph.n_senders, d_model))
+        differences[:, :, :1] = token_embeds.detach()[:, :, None] - rewrite.replacements(slice(0, 1))
+
+    def write(senders: slice, values: torch.Tensor) -> None:
+        if outputs is not None:
+            outputs[:, :, senders] = values[:outputs.shape[0]].detach()
+        if differences is not None and rewrite is not None:
+            differences[:, :, senders] = values.detach() - rewrite.replacements(senders)
+
     resid = token_embeds + weights.wpe[:n_pos]
     causal = torch.ones(n_pos, n_pos, dtype=torch.bool, device=token_embeds.device).tril()
-    attention_inputs, mlp_inputs = [], []
+    attention_inputs, mlp_inputs, projections = [], [], []
 
     for layer, w in enumerate(weights.layers):
         n_before = graph.senders_before(layer)
-        fix = correction(rewrite, outputs, n_before, graph.attention_receivers(layer))
-        reader_inputs = resid[:, :, None, :].expand(rows, n_pos, 3 * n_heads, d_model)
-        if fix is not None:
-            reader_inputs = reader_inputs - fix
-        elif track_inputs:
-            reader_inputs = reader_inputs.clone()
-        if track_inputs:  # kept only for gradients: 12 of them are ~1 GB at a full chunk
-            attention_inputs.append(reader_inputs)
-        normed = layer_norm(reader_inputs, w["ln1"], eps)
+        fix = correction(rewrite, differences, n_before, graph.attention_receivers(layer))
+        if fix is None:  # every receiver reads the residual: one LayerNorm, seen per head
+            if track_inputs:
+                attention_inputs.append(resid)
+            normed = layer_norm(resid, w["ln1"], eps)[:, :, None].expand(-1, -1, 3 * n_heads, -1)
+        else:
+            normed = layer_norm(resid[:, :, None, :] - fix, w["ln1"], eps)
+        del fix
         q = torch.einsum("bphd,hde->bphe", normed[:, :, :n_heads], w["w_q"]) + w["b_q"]
         k = torch.einsum("bphd,hde->bphe", normed[:, :, n_heads:2 * n_heads], w["w_k"]) + w["b_k"]
         v = torch.einsum("bphd,hde->bphe", normed[:, :, 2 * n_heads:], w["w_v"]) + w["b_v"]
+        del normed
+        if track_inputs:
+            projections.append((q, k, v))
         scores = torch.einsum("bqhe,bkhe->bhqk", q, k) * weights.attention_scale[layer]
         scores = scores.masked_fill(~causal, torch.finfo(scores.dtype).min)
         pattern = torch.softmax(scores, dim=-1)
         z = torch.einsum("bhqk,bkhe->bqhe", pattern, v)
         head_outputs = torch.einsum("bphe,hed->bphd", z, w["w_o"])
-        outputs[:, :, n_before:n_before + n_heads] = head_outputs.detach()
+        write(slice(n_before, n_before + n_heads), head_outputs)
         resid = resid + head_outputs.sum(2) + w["b_o"]
 
-        fix = correction(rewrite, outputs, n_before + n_heads, graph.mlp_receiver(layer))
+        fix = correction(rewrite, differences, n_before + n_heads, graph.mlp_receiver(layer))
         mlp_input = resid - fix[:, :, 0] if fix is not None else (
             resid.clone() if track_inputs else resid)
         if track_inputs:
@@ -172,10 +215,10 @@ def forward(weights: Gpt2Weights, token_embeds: torch.Tensor, rewrite: Rewrite |
         hidden = weights.activations[layer](layer_norm(mlp_input, w["ln2"], eps) @ w["w_in"]
                                             + w["b_in"])
         mlp_output = hidden @ w["w_out"] + w["b_out"]
-        outputs[:, :, n_before + n_heads] = mlp_output.detach()
+        write(slice(n_before + n_heads, n_before + n_heads + 1), mlp_output[:, :, None])
         resid = resid + mlp_output
 
-    fix = correction(rewrite, outputs, graph.n_senders, graph.logits_receiver)
+    fix = correction(rewrite, differences, graph.n_senders, graph.logits_receiver)
     final_input = resid - fix[:, :, 0] if fix is not None else (
         resid.clone() if track_inputs else resid)
     last = layer_norm(final_input[:, -1], weights.ln_f, eps)
@@ -183,43 +226,103 @@ def forward(weights: Gpt2Weights, token_embeds: torch.Tensor, rewrite: Rewrite |
     if weights.b_u is not None:
         logits = logits + weights.b_u
     return PassOutput(logits, outputs, attention_inputs, mlp_inputs,
-                      final_input if track_inputs else None)
+                      final_input if track_inputs else None, projections)
 
 
-def rows_per_chunk(n_pos: int, n_senders: int, d_model: int) -> int:
-    """How many pairs fit one chunk of sender outputs within the memory budget."""
-    return max(1, SENDER_FLOATS_PER_CHUNK // (n_pos * n_senders * d_model))
+def attention_input_gradients(weights: Gpt2Weights, layer: int, attention_input: torch.Tensor,
+                              projection_grads) -> torch.Tensor:
+    """The gradient at the input of each of `layer`'s attention receivers [rows, pos, 3 x head,
+    d_model] (q inputs, then k, then v: `EdgeGraph`'s order), from the gradients at their
+    projections (q, k, v [rows, pos, head, d_head]) and the input all of them read.
+
+    Each receiver's own copy of the residual feeds only its LayerNorm and its W_Q, W_K or W_V,
+    so its gradient is the backward pass of those two, run here one layer at a time after the
+    model's backward pass: the forward pass never keeps the residual stream once per receiver
+    for autograd (36 copies a layer on GPT-2 small, all layers of every row of a chunk).
+    """
+    w = weights.layers[layer]
+    n_heads = weights.graph_shape[1]
+    normed_grads = torch.cat([torch.einsum("bphe,hde->bphd", grad, w[name]) for grad, name
+                              in zip(projection_grads, ("w_q", "w_k", "w_v"), strict=True)], dim=2)
+    # LayerNorm's own backward, run on a view of the input per receiver (stride 0: no copy).
+    with torch.enable_grad():
+        copies = attention_input.detach()[:, :, None].expand(-1, -1, 3 * n_heads, -1)
+        copies.requires_grad_(True)
+        (grads,) = torch.autograd.grad(layer_norm(copies, w["ln1"], weights.eps), [copies],
+                                       normed_grads)
+    return grads
+
+
+def rewritten_pass_bytes(n_pos: int, n_senders: int, d_model: int, n_heads: int) -> int:
+    """Working memory of one row of a rewritten pass, in bytes: live - replacement per sender,
+    one layer's sum of it per receiver (and the copies its einsum makes), and per attention
+    receiver its input, its LayerNorm and a copy for the projections (float32)."""
+    floats = n_pos * (2 * n_senders * d_model + 4 * 3 * n_heads * d_model
+                      + 2 * n_senders * 3 * n_heads)
+    return 4 * floats
+
+
+def gradient_pass_bytes(weights: Gpt2Weights, n_pos: int) -> int:
+    """Working memory of one row of a gradient pass, in bytes: what autograd keeps per layer
+    (LayerNorm inputs and outputs, q, k, v, the attention pattern, the MLP's hidden units and
+    the residual stream), the row's sender outputs, and one layer's receiver gradients with the
+    temporaries of their LayerNorm backward (float32)."""
+    n_layers, n_heads = weights.graph_shape
+    d_model, d_mlp = weights.wte.shape[1], weights.layers[0]["w_in"].shape[1]
+    n_senders = 1 + n_layers * (n_heads + 1)
+    per_layer = n_pos * (12 * d_model + 3 * d_mlp + 3 * n_heads * n_pos)
+    floats = n_layers * per_layer + n_pos * d_model * (n_senders + 4 * 3 * n_heads)
+    return 4 * floats
+
+
+def gradient_rows_per_chunk(weights: Gpt2Weights, n_pos: int) -> int:
+    """Rows (pair x IG step) per forward/backward chunk, within `CHUNK_BYTES`."""
+    return max(1, CHUNK_BYTES // gradient_pass_bytes(weights, n_pos))
+
+
+def rows_per_chunk(n_pos: int, n_senders: int, d_model: int, n_heads: int) -> int:
+    """How many rows of a rewritten pass fit one chunk (`CHUNK_BYTES`)."""
+    return max(1, CHUNK_BYTES // rewritten_pass_bytes(n_pos, n_senders, d_model, n_heads))
+
+
+def rows_of(t: torch.Tensor, passes: torch.Tensor, repeats: int = 1) -> torch.Tensor:
+    """The rows of `t` that `passes` read: pass r reads row (r // repeats) mod len(t); a
+    one-row `t` read by every pass is kept as it is, to broadcast."""
+    if t.shape[0] == 1 and repeats == 1:
+        return t
+    return t[(passes // repeats) % t.shape[0]]
 
 
 @torch.no_grad()
 def rewritten_logits(weights: Gpt2Weights, token_embeds: torch.Tensor, ablated: torch.Tensor,
-                     replacement: torch.Tensor, check=None) -> torch.Tensor:
+                     replacement: torch.Tensor, check=None, mask_repeats: int = 1) -> torch.Tensor:
     """Last-position logits [rows, d_vocab] of many rewritten passes, in chunks of rows.
 
-    `token_embeds`, `ablated` and `replacement` have one row per pass, 1 (shared by all), or
-    a cycle of n rows that pass r reads at r mod n (e.g. one per pair, for passes that run
-    every pair under many masks: repeating them would copy the sender outputs per mask);
-    `check()` runs between chunks (progress, cancellation).
+    `token_embeds` and `replacement` have one row per pass, 1 (shared by all), or a cycle of n
+    rows that pass r reads at r mod n (e.g. one per pair, for passes that run every pair under
+    many masks: repeating them would copy the sender outputs per mask); pass r reads the mask
+    `ablated[r // mask_repeats]` (e.g. `mask_repeats` = pairs: each mask on every pair, without
+    a copy of the masks per pair); `check()` runs between chunks (progress, cancellation).
     """
-    rows = max(token_embeds.shape[0], ablated.shape[0], replacement.shape[0])
-    for tensor in (token_embeds, ablated, replacement):
-        if rows % tensor.shape[0]:
-            raise ValueError(f"{tensor.shape[0]} rows do not cycle evenly over {rows} passes")
+    if mask_repeats < 1:
+        raise ValueError(f"mask_repeats must be at least 1; got {mask_repeats}")
+    n_masks = ablated.shape[0] * mask_repeats
+    rows = max(token_embeds.shape[0], n_masks, replacement.shape[0])
+    for n in (token_embeds.shape[0], n_masks, replacement.shape[0]):
+        if rows % n:
+            raise ValueError(f"{n} rows do not cycle evenly over {rows} passes")
     n_pos, d_model = token_embeds.shape[1:]
-    step = rows_per_chunk(n_pos, ablated.shape[1], d_model)
+    step = rows_per_chunk(n_pos, ablated.shape[1], d_model, weights.graph_shape[1])
     pieces = []
     for start in range(0, rows, step):
         stop = min(rows, start + step)
-
-        def part(t: torch.Tensor, start: int = start, stop: int = stop) -> torch.Tensor:
-            if t.shape[0] == 1:
-                return t
-            if t.shape[0] == rows:
-                return t[start:stop]
-            return t[torch.arange(start, stop, device=t.device) % t.shape[0]]
-
-        embeds = part(token_embeds).expand(stop - start, -1, -1)
-        pieces.append(forward(weights, embeds, Rewrite(part(ablated), part(replacement))).last_logits)
+        chunk = torch.arange(start, stop, device=token_embeds.device)
+        # The replacement is read sender by sender through its rows, never copied whole.
+        replacement_rows = None if replacement.shape[0] == 1 else (
+            chunk.to(replacement.device) % replacement.shape[0])
+        embeds = rows_of(token_embeds, chunk).expand(stop - start, -1, -1)
+        rewrite = Rewrite(rows_of(ablated, chunk, mask_repeats), replacement, replacement_rows)
+        pieces.append(forward(weights, embeds, rewrite).last_logits)
         if check is not None:
             check(stop, rows)
     return torch.cat(pieces)

@@ -67,20 +67,21 @@ def circuit_metrics(weights: Gpt2Weights, data: CircuitData, keeps: torch.Tensor
     clean_outputs, clean_logits = sender_outputs(weights, clean_tokens)
     clean_log_probs = torch.log_softmax(clean_logits.float(), dim=-1)
     replacement = replacement_outputs(weights, data, kind, reference_tokens, clean_outputs)
+    del clean_outputs  # the rewritten passes read only the replacements
     graph = weights.graph(data.n_pos)
     valid = graph.valid[None, :, :, None].to(device)
     keeps = keeps.to(device)
     masks = torch.cat([valid & ~keeps, valid.expand(1, -1, -1, data.n_pos)])
     n_sets, n_pairs = masks.shape[0], data.n_pairs
-    rows_mask = masks.repeat_interleave(n_pairs, 0)
-    # Row r of the passes is mask r // n_pairs on pair r % n_pairs: per-pair tensors cycle.
+    # Row r of the passes is mask r // n_pairs on pair r % n_pairs: neither is copied per row.
     embeds = weights.wte[clean_tokens]
 
     def report(done: int, total: int) -> None:
         if progress is not None:
             progress(done / total, f"Faithfulness: {done} of {total} ablated runs")
 
-    logits = rewritten_logits(weights, embeds, rows_mask, replacement, check=report)
+    logits = rewritten_logits(weights, embeds, masks, replacement, check=report,
+                              mask_repeats=n_pairs)
     values = pair_metric(data.metric, logits, clean_log_probs).view(n_sets, n_pairs).cpu()
     full = pair_metric(data.metric, clean_logits, clean_log_probs)[0].cpu()
     return CircuitMetrics(kind, values[:-1], full, values[-1])

@@ -26,6 +26,7 @@ MEAN_SCOPES = ("position", "pooled")
 def sender_outputs(weights: Gpt2Weights, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(every sender's output [rows, pos, sender, d_model], last-position logits) of plain passes."""
     out = forward(weights, weights.wte[tokens.to(weights.wte.device)])
+    assert out.sender_outputs is not None  # a plain pass keeps every row's
     return out.sender_outputs, out.last_logits
 
 

@@ -12,13 +12,22 @@ change), the slow reference the estimators are audited against.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
 from interp.circuits.data import CircuitData, check_gradient_metric, pair_metric
-from interp.circuits.engine import Gpt2Weights, Rewrite, forward, gpt2_weights, rows_per_chunk
+from interp.circuits.engine import (
+    Gpt2Weights,
+    attention_input_gradients,
+    forward,
+    gpt2_weights,
+    gradient_rows_per_chunk,
+    rewritten_logits,
+    rows_per_chunk,
+)
 from interp.circuits.graph import EdgeGraph
 from interp.circuits.replacements import sender_outputs
 from interp.errors import InvalidOptionError, invalid_choice
@@ -90,42 +99,12 @@ def scores_result(data: CircuitData, method: str, scores: torch.Tensor, graph: E
         ig_steps=ig_steps)
 
 
-def contract_scores(graph: EdgeGraph, deltas: torch.Tensor, attention_grads, mlp_grads,
-                    final_grad: torch.Tensor) -> torch.Tensor:
-    """Scores [sender, receiver, pos] = sum over rows of sender delta . receiver gradient."""
-    scores = deltas.new_zeros((graph.n_senders, graph.n_receivers, graph.n_pos))
-    for layer in range(graph.n_layers):
-        n_before = graph.senders_before(layer)
-        scores[:n_before, graph.attention_receivers(layer)] = torch.einsum(
-            "bpsd,bprd->srp", deltas[:, :, :n_before], attention_grads[layer])
-        n_mlp = n_before + graph.n_heads
-        scores[:n_mlp, graph.mlp_receiver(layer)] = torch.einsum(
-            "bpsd,bpd->sp", deltas[:, :, :n_mlp], mlp_grads[layer])
-    scores[:, graph.logits_receiver] = torch.einsum("bpsd,bpd->sp", deltas, final_grad)
-    return scores
-
-
-# Floats kept per chunk of EAP-IG rows (inputs tracked for the gradient, their gradients and
-# the sender outputs), about 0.5 GB: the deploy check saw the Circuits page peak near 5 GB on
-# GPT-2 small when all steps x pairs rows ran in one backward pass.
-GRADIENT_FLOATS_PER_CHUNK = 128_000_000
-
-
-def gradient_steps_per_chunk(weights: Gpt2Weights, n_pos: int, n_pairs: int) -> int:
-    """IG steps (of `n_pairs` rows each) per forward/backward chunk, within the float budget."""
-    n_layers, n_heads = weights.graph_shape
-    d_model = weights.wte.shape[1]
-    n_senders = 1 + n_layers * (n_heads + 1)
-    per_row = n_pos * d_model * (2 * n_layers * (3 * n_heads + 1) + 2 + n_senders)
-    return max(1, GRADIENT_FLOATS_PER_CHUNK // (per_row * n_pairs))
-
-
 def integrated_scores(weights: Gpt2Weights, data: CircuitData, steps: int,
                       progress: Progress | None = None) -> EdgeScores:
     """EAP-IG with `steps` gradient points (1 = EAP): forward and backward passes over steps x
-    pairs rows, in chunks of whole steps (`gradient_steps_per_chunk`; scores are sums over rows,
-    so chunks add up to the one-pass result), plus one clean forward for the senders' clean
-    outputs."""
+    pairs rows, in chunks of `gradient_rows_per_chunk` rows (a few pairs with all their steps,
+    or one pair's steps in parts; scores are sums over rows, so chunks add up to the one-pass
+    result), plus one clean forward for the senders' clean outputs."""
     check_gradient_metric(data.metric)
     if not isinstance(steps, int) or steps < 1:
         raise InvalidOptionError(f"EAP-IG needs a whole number of steps, at least 1; got {steps!r}.")
@@ -133,36 +112,77 @@ def integrated_scores(weights: Gpt2Weights, data: CircuitData, steps: int,
     clean_tokens, corrupted_tokens = data.clean_tokens.to(device), data.corrupted_tokens.to(device)
     clean_outputs, clean_logits = sender_outputs(weights, clean_tokens)
     clean_embeds, corrupted_embeds = weights.wte[clean_tokens], weights.wte[corrupted_tokens]
-    n_layers = weights.graph_shape[0]
     graph = weights.graph(data.n_pos)
     label = METHOD_LABELS["eap_ig" if steps > 1 else "eap"]
-    per_chunk = gradient_steps_per_chunk(weights, data.n_pos, data.n_pairs)
-    scores, deltas, corrupted_value = None, None, 0.0
-    for first in range(0, steps, per_chunk):
-        alphas = torch.arange(first, min(steps, first + per_chunk), device=device,
-                              dtype=clean_embeds.dtype) / steps
-        embeds = (corrupted_embeds[None] + alphas[:, None, None, None]
-                  * (clean_embeds - corrupted_embeds)[None]).reshape(-1, *clean_embeds.shape[1:])
-        if progress is not None:
-            progress(0.3 * (1 + first / steps), f"{label}: gradients, step {first + 1} of {steps}")
-        with torch.enable_grad():
-            embeds = embeds.detach().requires_grad_(True)
-            out = forward(weights, embeds, track_inputs=True)
-            values = pair_metric(data.metric, out.last_logits, None)
-            inputs = [*out.attention_inputs, *out.mlp_inputs, out.final_input]
-            # The gradient of the mean over every row of every chunk.
-            grads = torch.autograd.grad(values.sum() / (steps * data.n_pairs), inputs)
-        if deltas is None:  # alpha = 0: the first chunk's first step is the corrupted run itself
-            corrupted_value = float(values[0].mean().detach())
-            deltas = clean_outputs - out.sender_outputs[:data.n_pairs].detach()
-        part = contract_scores(graph, deltas.repeat(len(alphas), 1, 1, 1), grads[:n_layers],
-                               grads[n_layers:2 * n_layers], grads[-1])
-        scores = part if scores is None else scores + part
-        del out, grads, inputs, values
+    per_chunk = gradient_rows_per_chunk(weights, data.n_pos)
+    pairs_per_chunk = max(1, per_chunk // steps)
+    # One pair's steps in even parts when they do not fit one chunk (5 steps in 4 rows: 3 + 2).
+    steps_per_chunk = math.ceil(steps / math.ceil(steps / per_chunk))
+    scores = clean_outputs.new_zeros((graph.n_senders, graph.n_receivers, graph.n_pos))
+    corrupted_sum, done = 0.0, 0
+    for first_pair in range(0, data.n_pairs, pairs_per_chunk):
+        pairs = range(first_pair, min(data.n_pairs, first_pair + pairs_per_chunk))
+        metric = data.subset(pairs).metric
+        deltas = None
+        for first_step in range(0, steps, steps_per_chunk):
+            alphas = torch.arange(first_step, min(steps, first_step + steps_per_chunk),
+                                  device=device, dtype=clean_embeds.dtype) / steps
+            chosen = slice(pairs.start, pairs.stop)
+            # Row k * len(pairs) + j: step k of pair j, so the first len(pairs) rows of the
+            # first chunk are alpha = 0, the corrupted run itself.
+            embeds = (corrupted_embeds[None, chosen] + alphas[:, None, None, None]
+                      * (clean_embeds - corrupted_embeds)[None, chosen]
+                      ).reshape(-1, *clean_embeds.shape[1:])
+            if progress is not None:
+                progress(0.3 + 0.3 * done / (steps * data.n_pairs),
+                         f"{label}: gradients, {done} of {steps * data.n_pairs} passes")
+            with torch.enable_grad():
+                embeds = embeds.detach().requires_grad_(True)
+                out = forward(weights, embeds, track_inputs=True,
+                              kept_senders=len(pairs) if deltas is None else 0)
+                values = pair_metric(metric, out.last_logits, None)
+                inputs = [*(p for qkv in out.projections for p in qkv), *out.mlp_inputs,
+                          out.final_input]
+                # The gradient of the mean over every row of every chunk.
+                grads = torch.autograd.grad(values.sum() / (steps * data.n_pairs), inputs)
+            if deltas is None:
+                corrupted_sum += float(values[0].sum().detach())
+                assert out.sender_outputs is not None  # a plain pass keeps them
+                # clean - corrupted, written over the corrupted outputs (no third copy)
+                deltas = torch.sub(clean_outputs[chosen], out.sender_outputs,
+                                   out=out.sender_outputs)
+            scores += chunk_scores(weights, graph, deltas, out, grads, len(alphas))
+            done += len(alphas) * len(pairs)
+            del out, grads, inputs, values
     clean_value = float(pair_metric(data.metric, clean_logits, None).mean())
-    assert scores is not None  # at least one chunk of steps ran
     return scores_result(data, "eap_ig" if steps > 1 else "eap", scores, graph, clean_value,
-                         corrupted_value, ig_steps=steps)
+                         corrupted_sum / data.n_pairs, ig_steps=steps)
+
+
+def chunk_scores(weights: Gpt2Weights, graph: EdgeGraph, deltas: torch.Tensor, out,
+                 grads, n_steps: int) -> torch.Tensor:
+    """One chunk's scores [sender, receiver, pos]: the sum over its rows (step k of pair j at
+    row k * pairs + j) of sender delta . receiver gradient. Each receiver's gradient is summed
+    over the steps first (the pair's delta is the same at every step), and layer by layer, so
+    one layer's receiver gradients are held at a time."""
+    n_layers, n_pairs = graph.n_layers, deltas.shape[0]
+
+    def per_pair(grad: torch.Tensor) -> torch.Tensor:
+        return grad.reshape(n_steps, n_pairs, *grad.shape[1:]).sum(0)
+
+    scores = deltas.new_zeros((graph.n_senders, graph.n_receivers, graph.n_pos))
+    for layer in range(n_layers):
+        n_before = graph.senders_before(layer)
+        attention = per_pair(attention_input_gradients(
+            weights, layer, out.attention_inputs[layer], grads[3 * layer:3 * layer + 3]))
+        scores[:n_before, graph.attention_receivers(layer)] = torch.einsum(
+            "bpsd,bprd->srp", deltas[:, :, :n_before], attention)
+        del attention
+        n_mlp = n_before + graph.n_heads
+        scores[:n_mlp, graph.mlp_receiver(layer)] = torch.einsum(
+            "bpsd,bpd->sp", deltas[:, :, :n_mlp], per_pair(grads[3 * n_layers + layer]))
+    scores[:, graph.logits_receiver] = torch.einsum("bpsd,bpd->sp", deltas, per_pair(grads[-1]))
+    return scores
 
 
 def single_edge_masks(graph: EdgeGraph, edges: Sequence[tuple[int, int, int]]) -> torch.Tensor:
@@ -185,14 +205,15 @@ def patched_edge_metrics(weights: Gpt2Weights, data: CircuitData,
     clean_log_probs = torch.log_softmax(clean_logits.float(), dim=-1)
     corrupted_embeds = weights.wte[data.corrupted_tokens.to(device)]
     n_sets, n_pairs = len(edge_sets), data.n_pairs
-    step = max(1, rows_per_chunk(data.n_pos, clean_outputs.shape[2], clean_outputs.shape[3])
-               // n_pairs)
+    step = max(1, rows_per_chunk(data.n_pos, clean_outputs.shape[2], clean_outputs.shape[3],
+                                 weights.graph_shape[1]) // n_pairs)
     values = []
     for start in range(0, n_sets, step):
         masks = torch.as_tensor(edge_sets[start:start + step]).to(device)
         copies = masks.shape[0]
-        rewrite = Rewrite(masks.repeat_interleave(n_pairs, 0), clean_outputs.repeat(copies, 1, 1, 1))
-        logits = forward(weights, corrupted_embeds.repeat(copies, 1, 1), rewrite).last_logits
+        # Row r is set r // n_pairs on pair r % n_pairs: the pairs' tensors cycle, not copied.
+        logits = rewritten_logits(weights, corrupted_embeds, masks, clean_outputs,
+                                  mask_repeats=n_pairs)
         metric = pair_metric(data.metric, logits, clean_log_probs)
         values.append(metric.view(copies, n_pairs))
         if progress is not None:
