@@ -146,3 +146,15 @@ def test_a_real_model_counts_what_its_weights_occupy(tiny_model_dir, tiny_model)
     expected = plain + 4 * model.info.d_vocab
     assert cache.budget.used_bytes() == loaded_model_bytes(model) == expected
     assert cache.get(str(tiny_model_dir)) is model
+
+
+def test_a_model_load_gives_freed_heap_memory_back(monkeypatch, tiny_model_dir):
+    """What loading allocated and dropped is returned to the system at once, not only after
+    the next analysis (`interp.heap.release_freed_memory`)."""
+    import interp.heap
+    from interp.models import load_model
+
+    calls = []
+    monkeypatch.setattr(interp.heap, "release_freed_memory", lambda: calls.append(1) or True)
+    load_model(str(tiny_model_dir), device="cpu")
+    assert calls == [1]
