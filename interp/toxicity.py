@@ -37,6 +37,7 @@ CHECKPOINT_SETTING = env_name("detoxify_checkpoint")
 CONFIG_SETTING = env_name("detoxify_config")
 DEFAULT_THRESHOLD = 0.5
 MAX_TEXTS = 2000
+CLASSIFIER_KIND = "toxicity classifier"  # as the memory budget lists it
 
 
 def sampling_fields(k: int, max_new_tokens: int) -> tuple[InputField, ...]:
@@ -226,7 +227,7 @@ def load_classifier(source: ClassifierSource, device: str = "cpu", budget=None
     elif hub_offline() and not standard_checkpoint_cached(source.model_type):
         raise ClassifierUnavailableError(unavailable_message(source.model_type))
     if budget is not None:
-        budget.check_room(source.label, expected_bytes(source))
+        budget.check_room(source.label, expected_bytes(source), kind=CLASSIFIER_KIND)
     try:
         detoxify = read_detoxify(checkpoint_path(source), device,
                                  source.config_folder if source.is_local else None)
@@ -243,7 +244,7 @@ def load_classifier(source: ClassifierSource, device: str = "cpu", budget=None
     classifier = ToxicityClassifier(detoxify, source)
     if budget is not None:
         budget.track(classifier, key=f"detoxify:{source}", label=source.label,
-                     kind="toxicity classifier", n_bytes=module_bytes(detoxify.model))
+                     kind=CLASSIFIER_KIND, n_bytes=module_bytes(detoxify.model))
     return classifier
 
 
