@@ -40,7 +40,7 @@ RUNTIME_BYTES = int(0.65 * GB)
 # Measured by the deploy check on GPT-2 small (498 MB): most pages under 0.35 GB (0.7x), the
 # SAE page 0.78 GB (1.6x) and the Circuits page 1.25 GB (2.5x, being cut) on 2026-12-02. At
 # 2.2 the default 2.7 GB budget keeps GPT-2 small with the BERT-base toxicity classifier
-# (2.68 GB) and refuses a second GPT-2 small (2.75 GB, measured peak 3.4 GB).
+# (2.68 GB) and refuses a second GPT-2 small (2.74 GB; the deploy check measured 3.4 GB with two).
 WORKING_MEMORY_FACTOR = 2.2
 
 
