@@ -266,7 +266,7 @@ class LanguageModelCache:
         while len(self._models) >= self.max_models:
             drop_oldest()
         gc.collect()  # models nobody else holds give their bytes back now
-        while not self.budget.fits(needed) and self._models:
+        while needed and not self.budget.fits(needed) and self._models:  # 0: size unknown
             drop_oldest()
             gc.collect()
         try:
