@@ -1,10 +1,12 @@
 """Holding models within a memory budget, so a small server never loads more than it can keep.
 
-Every model kept in memory (language models, and classifiers such as the toxicity model)
-counts the bytes of its weights against one budget in bytes; a load that would go over it is
-refused with what it needs, what is held, and which setting to change. A model's bytes are
-given back when the object is freed (a weakref finalizer), not when a cache forgets it: a
-session may still hold a model that the cache has dropped, and its memory is still in use.
+A load is accepted only if what the process would then need fits the budget: the runtime
+itself (`RUNTIME_BYTES`), the bytes of every model held (language models, and classifiers such
+as the toxicity model), the new model's, and a reserve for the analyses' working memory
+(`WORKING_MEMORY_FACTOR` x the largest language model's bytes). Otherwise it is refused with
+that sum, what is held, and which setting to change. A model's bytes are given back when the
+object is freed (a weakref finalizer), not when a cache forgets it: a session may still hold a
+model that the cache has dropped, and its memory is still in use.
 """
 
 from __future__ import annotations
@@ -27,6 +29,19 @@ MAX_MODELS_SETTING = env_name("max_models")
 DEFAULT_BUDGET_GB = Settings.memory_budget_gb
 DEFAULT_MAX_LANGUAGE_MODELS = Settings.max_models
 GB = 1e9
+LANGUAGE_MODEL = "language model"
+# What the app's process holds before any model: Python, torch, transformers, TransformerLens,
+# Streamlit and the API. Measured by the deploy check (`python -m bench deploy`): the server's
+# peak on the Home page with the demo model was 641 MB, and 688 MB with GPT-2 small minus its
+# 498 MB of weights (2026-12-02). A constant, not the process's RSS, so that a check gives the
+# same answer however much freed memory the heap happens to hold.
+RUNTIME_BYTES = int(0.65 * GB)
+# The analyses' working memory above what is held, per byte of the largest language model.
+# Measured by the deploy check on GPT-2 small (498 MB): most pages under 0.35 GB (0.7x), the
+# SAE page 0.78 GB (1.6x) and the Circuits page 1.25 GB (2.5x, being cut) on 2026-12-02. At
+# 2.2 the default 2.7 GB budget keeps GPT-2 small with the BERT-base toxicity classifier
+# (2.68 GB) and refuses a second GPT-2 small (2.74 GB; the deploy check measured 3.4 GB with two).
+WORKING_MEMORY_FACTOR = 2.2
 
 
 def memory_budget_bytes(secrets: Mapping | None = None) -> int:
@@ -69,11 +84,32 @@ class HeldModel:
         return f"{self.label} ({self.kind}, {self.n_bytes / GB:.2f} GB)"
 
 
-class MemoryBudget:
-    """Bytes of every model held in this process, against one limit."""
+@dataclass(frozen=True)
+class MemoryNeed:
+    """What the process would need with one more model: the runtime, the models held, the new
+    model, and the analyses' reserve (`factor` x the largest language model's bytes)."""
 
-    def __init__(self, limit_bytes: int):
+    runtime_bytes: int
+    held_bytes: int
+    new_bytes: int
+    reserve_bytes: int
+    factor: float
+
+    @property
+    def total_bytes(self) -> int:
+        return self.runtime_bytes + self.held_bytes + self.new_bytes + self.reserve_bytes
+
+
+class MemoryBudget:
+    """Bytes of every model held in this process, plus the runtime and the analyses' reserve,
+    against one limit (`runtime_bytes` and `working_factor` default to the measured
+    `RUNTIME_BYTES` and `WORKING_MEMORY_FACTOR`)."""
+
+    def __init__(self, limit_bytes: int, runtime_bytes: int = RUNTIME_BYTES,
+                 working_factor: float = WORKING_MEMORY_FACTOR):
         self.limit_bytes = int(limit_bytes)
+        self.runtime_bytes = int(runtime_bytes)
+        self.working_factor = float(working_factor)
         self._held: dict[int, HeldModel] = {}
         self._freed: collections.deque[int] = collections.deque()  # filled by finalizers
         self._tokens = itertools.count()
@@ -85,21 +121,44 @@ class MemoryBudget:
             return tuple(self._held.values())
 
     def used_bytes(self) -> int:
+        """Bytes of the models held (weights and buffers), without the runtime or reserve."""
         return sum(model.n_bytes for model in self.held())
 
-    def check_room(self, label: str, n_bytes: int | None) -> None:
-        """Raise `ModelUnavailableError` unless `n_bytes` more fit in the budget."""
+    def need(self, n_bytes: int, kind: str = LANGUAGE_MODEL,
+             held: tuple[HeldModel, ...] | None = None) -> MemoryNeed:
+        """What the process would need with a model of `n_bytes` and `kind` loaded beside
+        `held` (default: the models held now)."""
+        held = self.held() if held is None else held
+        language_models = [m.n_bytes for m in held if m.kind == LANGUAGE_MODEL]
+        if kind == LANGUAGE_MODEL:
+            language_models.append(n_bytes)
+        reserve = int(self.working_factor * max(language_models, default=0))
+        return MemoryNeed(runtime_bytes=self.runtime_bytes,
+                          held_bytes=sum(m.n_bytes for m in held), new_bytes=int(n_bytes),
+                          reserve_bytes=reserve, factor=self.working_factor)
+
+    def fits(self, n_bytes: int, kind: str = LANGUAGE_MODEL) -> bool:
+        """Whether a model of `n_bytes` and `kind` fits beside the models held now."""
+        return self.need(n_bytes, kind).total_bytes <= self.limit_bytes
+
+    def check_room(self, label: str, n_bytes: int | None, kind: str = LANGUAGE_MODEL) -> None:
+        """Raise `ModelUnavailableError` unless a model of `n_bytes` (None or 0: size unknown,
+        not checked) fits beside the models held, the runtime and the analyses' reserve."""
         if not n_bytes:
             return
         held = self.held()
-        used = sum(model.n_bytes for model in held)
-        if used + n_bytes <= self.limit_bytes:
+        need = self.need(n_bytes, kind, held)
+        if need.total_bytes <= self.limit_bytes:
             return
-        holding = ("; held now: " + ", ".join(m.describe() for m in held)) if held else ""
+        holding = (": " + ", ".join(m.describe() for m in held)) if held else ""
         raise ModelUnavailableError(
-            f"{label} needs about {n_bytes / GB:.2f} GB, and the memory budget is "
-            f"{self.limit_bytes / GB:.2f} GB with {used / GB:.2f} GB in use{holding}. Choose a "
-            f"smaller model, or, if this machine has the memory, raise {BUDGET_SETTING} "
+            f"Not enough memory for {label}: it needs about {n_bytes / GB:.2f} GB, and with the "
+            f"app's runtime ({need.runtime_bytes / GB:.2f} GB), the models held "
+            f"({need.held_bytes / GB:.2f} GB{holding}) and room for analyses "
+            f"({need.factor:g} x the largest language model, {need.reserve_bytes / GB:.2f} GB) "
+            f"the app would need {need.total_bytes / GB:.2f} GB, over the memory budget of "
+            f"{self.limit_bytes / GB:.2f} GB. Choose a smaller model (or compare with one "
+            f"model fewer), or, if this machine has the memory, raise {BUDGET_SETTING} "
             "(an environment variable or a Streamlit secret, in GB).")
 
     def track(self, obj, *, key: str, label: str, kind: str, n_bytes: int) -> HeldModel:
@@ -178,7 +237,7 @@ class LanguageModelCache:
                 return held
             self._make_room(plan.label, plan.n_bytes)
             model = self._load(plan)
-            self.budget.track(model, key=key, label=plan.label, kind="language model",
+            self.budget.track(model, key=key, label=plan.label, kind=LANGUAGE_MODEL,
                               n_bytes=self._measure(model))
             with self._lock:
                 self._models[key] = model
@@ -195,16 +254,30 @@ class LanguageModelCache:
 
     def _make_room(self, label: str, n_bytes: int | None) -> None:
         needed = n_bytes or 0
-        if needed > self.budget.limit_bytes:  # dropping other models would not help
-            self.budget.check_room(label, needed)
-        with self._lock:
-            while len(self._models) >= self.max_models:
-                self._models.popitem(last=False)
-        gc.collect()  # models nobody else holds give their bytes back now
-        while self.budget.used_bytes() + needed > self.budget.limit_bytes:
+        if not self.budget.need(needed, held=()).total_bytes <= self.budget.limit_bytes:
+            self.budget.check_room(label, needed)  # dropping other models would not help
+        dropped: list[tuple[str, weakref.ref]] = []  # least recently used first
+
+        def drop_oldest() -> None:
             with self._lock:
-                if not self._models:
-                    break
-                self._models.popitem(last=False)
+                key, model = self._models.popitem(last=False)
+            dropped.append((key, weakref.ref(model)))
+
+        while len(self._models) >= self.max_models:
+            drop_oldest()
+        gc.collect()  # models nobody else holds give their bytes back now
+        while needed and not self.budget.fits(needed) and self._models:  # 0: size unknown
+            drop_oldest()
             gc.collect()
-        self.budget.check_room(label, needed)
+        try:
+            self.budget.check_room(label, needed)
+        except ModelUnavailableError:
+            # Refused all the same: the models a session still holds go back into the cache,
+            # so that asking for them again does not load a second copy.
+            with self._lock:
+                for key, ref in reversed(dropped):
+                    model = ref()
+                    if model is not None and key not in self._models:
+                        self._models[key] = model
+                        self._models.move_to_end(key, last=False)
+            raise

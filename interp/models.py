@@ -663,7 +663,12 @@ def load_model(name_or_path: str, device: str | None = None,
 
 def load_planned(plan: LoadPlan, device: str | None = None) -> LoadedModel:
     """Load a model that `plan_load` checked, onto `device` (default: CUDA when available)."""
+    from interp.heap import release_freed_memory
+
     bridge, n_params = boot_bridge(plan, device or default_device())
+    # Loading GPT-2 small allocates and drops ~150 MB on the way (measured peak over held);
+    # ~30 MB of it stays in malloc's heap unless handed back now.
+    release_freed_memory()
     return LoadedModel(bridge, model_info(bridge, n_params, plan))
 
 

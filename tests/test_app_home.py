@@ -210,3 +210,32 @@ def test_known_results_panel_runs_and_shows_its_table(tiny_model_dir, monkeypatc
     assert not app.exception
     shown = [d.value for d in app.dataframe if "finding" in d.value.columns]
     assert shown and list(shown[0]["verdict"]) == ["differs"]
+
+
+def test_a_second_model_over_the_memory_budget_is_one_clear_message(tiny_model_dir, monkeypatch):
+    """A budget (WORKBENCH_MEMORY_BUDGET_GB) with room for the demo model, the runtime and its
+    reserve, 1 MB to spare, and not for the tiny model (twice the demo's size) beside them: the
+    first side draws its model, the second says why not in one error box, with no traceback."""
+    from interp import caching
+    from interp.memory_budget import RUNTIME_BYTES, WORKING_MEMORY_FACTOR
+    from interp.models import plan_load
+
+    demo_bytes = plan_load("demo").n_bytes
+    assert plan_load(str(tiny_model_dir)).n_bytes > demo_bytes + 10**6
+    limit = RUNTIME_BYTES + demo_bytes * (1 + WORKING_MEMORY_FACTOR) + 10**6
+    monkeypatch.setenv("WORKBENCH_MEMORY_BUDGET_GB", f"{limit / 1e9:.6f}")
+    caching.model_cache.clear()  # a cache built with the budget set here
+    try:
+        app = AppTest.from_file(APP_PATH, default_timeout=TIMEOUT)
+        for key, value in {Keys.MODEL: "demo", Keys.COMPARE: True,
+                           Keys.COMPARE_MODE: COMPARE_MODELS, Keys.MODEL_B: CUSTOM_CHOICE,
+                           Keys.CUSTOM_MODEL_B: str(tiny_model_dir)}.items():
+            app.session_state[key] = value
+        app.run()
+        assert not app.exception
+        errors = [e.value for e in app.error]
+        assert len(errors) == 1 and errors[0].startswith("Not enough memory for "), errors
+        assert r"raise WORKBENCH\_MEMORY\_BUDGET\_GB" in errors[0]  # as Markdown-escaped
+        assert [m.value for m in app.metric if m.label == "Layers"] == ["4"]  # the first side
+    finally:
+        caching.model_cache.clear()

@@ -50,6 +50,25 @@ def test_the_scan_equals_a_brute_force_encode_of_every_row(setup):
     assert scan.max_activation[order[0]] == codes.max()
 
 
+def test_scanning_in_chunks_gives_the_scan_of_the_whole_buffer_at_once(setup, monkeypatch):
+    """Invariant: counts, maxima, means and top activations over chunks of 7 rows equal those
+    of one chunk holding the whole buffer, within 1e-6 (float32 matmuls and sums of other row
+    counts round differently); tied rows may come in another order, so the rows found must
+    hold the values found."""
+    from interp.sae import features
+
+    buffer, sae = setup
+    monkeypatch.setattr(features, "CHUNK_ROWS", buffer.n_rows)
+    whole = scan_features(sae, buffer, top_n=3)
+    monkeypatch.setattr(features, "CHUNK_ROWS", 7)
+    chunked = scan_features(sae, buffer, top_n=3)
+    for name in ("frequency", "max_activation", "mean_active", "top_values"):
+        assert torch.allclose(getattr(chunked, name), getattr(whole, name), atol=1e-6, rtol=0)
+    codes = sae.encode(torch.from_numpy(np.asarray(buffer.activations()).copy()))
+    found = codes.gather(0, chunked.top_rows.T).T
+    assert torch.allclose(found, chunked.top_values.clamp_min(0), atol=1e-6, rtol=0)
+
+
 def test_a_feature_card_shows_its_top_token_and_its_logits_through_the_unembedding(
         setup, tiny_model, tiny_model_dir):
     """References: the brute-force argmax row and its token id from the buffer's windows, and

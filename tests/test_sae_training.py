@@ -100,11 +100,15 @@ def test_seed_stability_matches_a_permuted_copy_and_not_random_directions():
     assert float(other.max()) < 0.9
 
 
-def test_the_sparse_topk_gradients_equal_dense_autograd():
+@pytest.mark.parametrize("pair_chunk", [4096, 2])
+def test_the_sparse_topk_gradients_equal_dense_autograd(monkeypatch, pair_chunk):
     """Reference: torch autograd through the dense TopK code (zeros except the chosen pairs),
-    for every parameter the sparse path updates."""
+    for every parameter the sparse path updates; with all pairs in one chunk, and 2 at a time."""
+    from interp.sae import training
     from interp.sae.modules import SAEConfig, SparseAutoencoder
     from interp.sae.training import SparseCode
+
+    monkeypatch.setattr(training, "PAIR_CHUNK", pair_chunk)
 
     torch.manual_seed(0)
     sae = SparseAutoencoder(SAEConfig(d_in=8, d_sae=20, hook_name="h", architecture="topk", k=3))
@@ -128,3 +132,22 @@ def test_the_sparse_topk_gradients_equal_dense_autograd():
     (codes @ sae.W_dec + sae.b_dec - target).pow(2).sum().backward()
     for mine, reference in zip(sparse, (p.grad for p in sae.parameters()), strict=True):
         assert torch.allclose(mine, reference, atol=1e-4), (mine - reference).abs().max()
+
+
+def test_training_in_pair_chunks_equals_training_in_one_go(synthetic_buffer, monkeypatch):
+    """Invariant: the sparse code's gathers in chunks of 5 pairs (here ~200 chunks a step, with
+    dead features and their auxiliary loss after the first steps) train the same SAE as all
+    pairs at once, within 1e-6."""
+    from interp.sae import training
+
+    buffer, _ = synthetic_buffer
+    config = TrainingConfig(architecture="topk", k=4, **{**SETTINGS, "steps": 40,
+                                                         "dead_after_tokens": 512})
+    monkeypatch.setattr(training, "PAIR_CHUNK", 10**9)
+    whole = train_sae(buffer, config)
+    monkeypatch.setattr(training, "PAIR_CHUNK", 5)
+    chunked = train_sae(buffer, config)
+    for name, value in whole.sae.state_dict().items():
+        assert torch.allclose(chunked.sae.state_dict()[name], value, atol=1e-6, rtol=0), name
+    assert [p.loss for p in chunked.history] == pytest.approx([p.loss for p in whole.history],
+                                                              rel=1e-6)

@@ -168,7 +168,9 @@ class SAEMetrics:
 
 # Buffer rows reconstructed at once when scoring: an SAE's dense codes are rows x d_sae floats
 # (20,000 rows of a 4x GPT-2-small SAE are 245 MB, and its pre-activations as much again).
-RECONSTRUCTION_CHUNK_ROWS = 2048
+# Measured on that SAE over 20,000 rows: 2,048 rows a chunk peaked 297 MB above the process,
+# 512 rows 107 MB, with the same scores to 14 digits.
+RECONSTRUCTION_CHUNK_ROWS = 512
 
 
 def reconstruction_scores(sae, buffer, max_rows: int = 20_000,
