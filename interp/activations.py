@@ -10,6 +10,7 @@ intermediates of [tokens, d_mlp] for the backward pass where the fused kernel ke
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 
 import torch
@@ -45,3 +46,26 @@ def fused_tanh_gelu(model) -> Iterator[None]:
     finally:
         for mlp, original in swapped:
             mlp.act = original
+
+
+# gelu_tanh(x) = x * sigmoid(2 * sqrt(2 / pi) * (x + 0.044715 x^3)), since
+# (1 + tanh(u)) / 2 = sigmoid(2u). On this AVX2 CPU torch's vectorised sigmoid took 1.3 ns an
+# element and its tanh 4.5 (so its tanh GELU 4.2), measured on one thread; the sigmoid form is
+# five passes, which only pay off while a block of rows stays in cache: 192 x 3,072 floats
+# (2.4 MB) took 1.0-1.2 ms against 2.3-2.6 ms for the fused kernel, whole 24 MB tensors no less
+# than the fused kernel. Same values within float32 rounding (largest difference 4.8e-7).
+TWICE_SQRT_2_OVER_PI = 2.0 * (2.0 / math.pi) ** 0.5
+GELU_CUBIC = 0.044715
+GELU_CHUNK_FLOATS = 192 * 3072
+
+
+def tanh_gelu_(x: torch.Tensor) -> torch.Tensor:
+    """GPT-2's tanh GELU of `x` in place, in cache-sized blocks of rows; no autograd (the
+    staircase engine's passes run under no_grad)."""
+    rows = x.view(-1, x.shape[-1])
+    per_chunk = max(1, GELU_CHUNK_FLOATS // x.shape[-1])
+    for block in rows.split(per_chunk):
+        inner = block * block
+        inner.mul_(GELU_CUBIC * TWICE_SQRT_2_OVER_PI).add_(TWICE_SQRT_2_OVER_PI).mul_(block)
+        block.mul_(inner.sigmoid_())
+    return x

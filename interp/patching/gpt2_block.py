@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from interp.activations import uses_tanh_gelu
+from interp.activations import tanh_gelu_, uses_tanh_gelu
 
 
 @dataclass(frozen=True)
@@ -114,9 +114,10 @@ def attention(weights: Gpt2BlockWeights, normalized: torch.Tensor, cache, layer:
 
 
 def mlp(weights: Gpt2BlockWeights, x: torch.Tensor) -> torch.Tensor:
-    """c_proj(gelu_tanh(c_fc(ln_2 input))): GELU in place on the product's fresh output."""
+    """c_proj(gelu_tanh(c_fc(ln_2 input))): GELU in place on the product's fresh output
+    (`interp.activations.tanh_gelu_`)."""
     hidden = linear(x, weights.w_in, weights.b_in)
-    return linear(torch.ops.aten.gelu_(hidden, approximate="tanh"), weights.w_out, weights.b_out)
+    return linear(tanh_gelu_(hidden), weights.w_out, weights.b_out)
 
 
 def block(weights: Gpt2BlockWeights, hidden: torch.Tensor, cache, layer: int,
