@@ -64,6 +64,7 @@ def plain_gpt2_blocks(model) -> tuple[Gpt2BlockWeights, ...] | None:
 
 
 def layer_norm(norm: torch.nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
+    """`norm` applied to `x` as one fused kernel (the module's own weight, bias and eps)."""
     return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
 
 
