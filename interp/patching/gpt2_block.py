@@ -128,4 +128,9 @@ def block(weights: Gpt2BlockWeights, hidden: torch.Tensor, cache, layer: int,
     query_rows = slice(-1, None) if last_position_only else None
     mid = attention(weights, layer_norm(weights.ln_1, hidden), cache, layer, query_rows)
     mid += hidden[:, -1:] if last_position_only else hidden
+    return after_mlp(weights, mid)
+
+
+def after_mlp(weights: Gpt2BlockWeights, mid: torch.Tensor) -> torch.Tensor:
+    """resid_post = resid_mid + mlp(ln_2(resid_mid)) (also where a run joins mid-block)."""
     return mlp(weights, layer_norm(weights.ln_2, mid)).add_(mid)

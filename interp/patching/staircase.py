@@ -284,11 +284,8 @@ def staircase_pass(model, patches: Sequence[Patch], receiving: dict, source: dic
             entering_mid = by_entry.get((block_index, True))
             if entering_mid:
                 mid = join(None, entering_mid, block, last_position_only=last_block)
-                if plain is not None:
-                    weights = plain[block_index]
-                    post = gpt2_block.mlp(weights, gpt2_block.layer_norm(weights.ln_2, mid)).add_(mid)
-                else:
-                    post = mid + mlp(block, block.ln2(mid))
+                post = (gpt2_block.after_mlp(plain[block_index], mid) if plain is not None
+                        else mid + mlp(block, block.ln2(mid)))
                 hidden = post if hidden is None else torch.cat([hidden, post])
         after_last = by_entry.get((n_layers, False))
         if after_last:
