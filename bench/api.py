@@ -115,9 +115,10 @@ def client_run(base: str, index: int, references: dict, results: list) -> None:
 
 def view_switch(page, label: str) -> float:
     """One rerun that needs no model work: switch the Logit lens page's view; its seconds."""
-    main = page.locator('[data-testid="stMain"]')
+    # The option of the View radio itself: the page's "How to read this" text names the views too.
+    options = page.locator('[data-testid="stMain"] [data-testid="stRadio"]')
     started = time.perf_counter()
-    rerun_and_wait(page, main.get_by_text(label, exact=True).click)
+    rerun_and_wait(page, options.get_by_text(label, exact=True).click)
     return time.perf_counter() - started
 
 

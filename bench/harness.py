@@ -75,12 +75,12 @@ def bench_prompt_tokens(model, n_tokens: int = 20) -> torch.Tensor:
 
 
 @contextlib.contextmanager
-def bench_threads() -> Iterator[int]:
-    """Torch threads for a benchmark: 1 unless BENCH_TORCH_THREADS says otherwise (on a small
-    machine shared with other jobs, extra OpenMP threads contend and swamp what is measured);
-    the previous setting comes back afterwards."""
+def bench_threads(default: int = 1) -> Iterator[int]:
+    """Torch threads for a benchmark: `default` (1 unless a target names more cores) unless
+    BENCH_TORCH_THREADS says otherwise (on a small machine shared with other jobs, extra OpenMP
+    threads contend and swamp what is measured); the previous setting comes back afterwards."""
     before = torch.get_num_threads()
-    threads = int(os.environ.get("BENCH_TORCH_THREADS", "1"))
+    threads = int(os.environ.get("BENCH_TORCH_THREADS", str(default)))
     torch.set_num_threads(threads)
     try:
         yield threads

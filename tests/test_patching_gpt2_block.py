@@ -78,3 +78,22 @@ def test_models_it_does_not_match_use_the_bridge(tiny_model, monkeypatch):
     monkeypatch.setattr(config, "reorder_and_upcast_attn", False)
     monkeypatch.setattr(config, "activation_function", "relu")
     assert plain_gpt2_blocks(tiny_model) is None
+
+
+def test_the_cached_forward_pass_equals_the_bridges_hooks_at_every_hook(tiny_model):
+    """Reference: the bridge's own forward pass with a caching hook on every name
+    (`cached_run` without `plain`), and its logits at the last position."""
+    from interp.patching.runs import cached_run
+
+    tokens = tiny_model.to_tokens([PROMPT, "The keys to the cabinet are on the table by the"])
+    n_layers = tiny_model.info.n_layers
+    names = [f"blocks.{layer}.{hook}" for layer in range(n_layers)
+             for hook in gpt2_block.CACHED_HOOKS]
+    assert gpt2_block.can_cache(names, n_layers)
+    assert not gpt2_block.can_cache(["blocks.0.ln1.hook_scale"], n_layers)
+    expected_logits, expected = cached_run(tiny_model, tokens, names)
+    logits, cache = cached_run(tiny_model, tokens, names, plain=True)
+    assert (logits - expected_logits).abs().max() <= TOLERANCE
+    for name in names:
+        assert cache[name].shape == expected[name].shape, name
+        assert (cache[name] - expected[name]).abs().max() <= TOLERANCE, name

@@ -156,3 +156,22 @@ def test_methods_that_assume_gpt2_blocks_refuse_gpt_neox_in_one_line(tiny_neox):
     assert not P.staircase_verdict(tiny_neox).trusted
     with pytest.raises(InvalidOptionError, match="no 'resid_mid' activation"):
         P.patch(tiny_neox, inputs, metric, site="resid_mid")
+
+
+def test_the_self_check_refuses_cached_runs_that_differ_from_the_bridges(tmp_path_factory,
+                                                                       monkeypatch):
+    """The engine's plain cached runs feed every patch; one that is off (here: block 1's
+    residual stream shifted by 1e-2) must stop the fast engine, not only a wrong block."""
+    from interp.patching import gpt2_block
+
+    model = load_sharp_model(tmp_path_factory)
+    real = gpt2_block.cached_forward
+
+    def shifted(*args):
+        logits, cache = real(*args)
+        return logits, {name: value + 1e-2 if name == "blocks.1.hook_resid_pre" else value
+                        for name, value in cache.items()}
+
+    monkeypatch.setattr(gpt2_block, "cached_forward", shifted)
+    verdict = P.staircase_verdict(model)
+    assert not verdict.trusted and "cached activations off" in verdict.note

@@ -28,7 +28,7 @@ def test_collected_activations_equal_hugging_face_hidden_states(tiny_model, hf_m
     """Reference: HF `output_hidden_states[1]` (= blocks.1.hook_resid_pre) at every real token
     but BOS, and the token ids at each row equal to the windows' own tokens."""
     buffer = collect_activations(tiny_model, TEXTS, "blocks.1.hook_resid_pre", tmp_path / "b",
-                                 window=12, batch_size=4)
+                                 window=12, batch_tokens=24)
     windows, lengths = token_windows(tiny_model, TEXTS, 12, 10**9)
     expected, expected_ids = [], []
     with torch.no_grad():
@@ -70,7 +70,7 @@ def test_reconstruction_scores_stream_the_buffer_in_chunks(tiny_model, tmp_path)
     from interp.sae.metrics import reconstruction_scores
 
     buffer = collect_activations(tiny_model, TEXTS, "blocks.1.hook_resid_pre", tmp_path / "b",
-                                 window=12, batch_size=4)
+                                 window=12, batch_tokens=24)
     sae = SparseAutoencoder(SAEConfig(d_in=32, d_sae=64, hook_name="blocks.1.hook_resid_pre",
                                       architecture="topk", k=5))
     generator = torch.Generator().manual_seed(0)

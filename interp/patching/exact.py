@@ -103,7 +103,7 @@ def patch_metrics(model, inputs: PatchingInputs, metrics: Sequence[PatchingMetri
     # sessions may use the model (the cached runs here are ours alone).
     names = (cache_names(site, n_layers) if engine == "staircase"
              else [hook_name(site, layer) for layer in range(n_layers)])
-    first_runs = baseline_runs(model, inputs, metrics[0], names)
+    first_runs = baseline_runs(model, inputs, metrics[0], names, plain=engine == "staircase")
     runs = [first_runs, *(first_runs.scored_by(metric) for metric in metrics[1:])]
     receiving, source = first_runs.receiving_and_source(direction)
     if engine == "staircase":

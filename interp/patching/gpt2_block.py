@@ -13,6 +13,7 @@ plain hooked runs of the model itself, so a block this code does not match is re
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import torch
@@ -104,6 +105,13 @@ def attention(weights: Gpt2BlockWeights, normalized: torch.Tensor, cache, layer:
         key, value = (heads(part, weights.n_heads) for part in key_value.split(d_model, dim=2))
     if cache is not None:
         key, value = cache.update(key, value, layer)
+    return project_out(weights, attend(weights, query, key, value)[1])
+
+
+def attend(weights: Gpt2BlockWeights, query: torch.Tensor, key: torch.Tensor,
+           value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(pattern [rows, head, queries, keys], z [rows, head, queries, d_head]) of queries that
+    are the last positions of the keys', causally masked inside the scores' product."""
     rows, n_heads, n_queries, d_head = query.shape
     n_keys = key.shape[2]
     mask = causal_mask(n_queries, n_keys, query)
@@ -111,7 +119,15 @@ def attention(weights: Gpt2BlockWeights, normalized: torch.Tensor, cache, layer:
                            key.reshape(-1, n_keys, d_head).transpose(1, 2), alpha=weights.scale)
     pattern = torch.softmax(scores, dim=-1)
     z = torch.bmm(pattern, value.reshape(-1, n_keys, d_head)).view(rows, n_heads, n_queries, d_head)
-    return linear(z.transpose(1, 2).reshape(rows, n_queries, d_model), weights.w_o, weights.b_o)
+    return pattern.view(rows, n_heads, n_queries, n_keys), z
+
+
+def project_out(weights: Gpt2BlockWeights, z: torch.Tensor) -> torch.Tensor:
+    """The attention output [rows, queries, d] of every head's z [rows, head, queries, d_head]
+    through W_O, with its bias."""
+    rows, n_heads, n_queries, d_head = z.shape
+    return linear(z.transpose(1, 2).reshape(rows, n_queries, n_heads * d_head), weights.w_o,
+                  weights.b_o)
 
 
 def mlp(weights: Gpt2BlockWeights, x: torch.Tensor) -> torch.Tensor:
@@ -134,3 +150,90 @@ def block(weights: Gpt2BlockWeights, hidden: torch.Tensor, cache, layer: int,
 def after_mlp(weights: Gpt2BlockWeights, mid: torch.Tensor) -> torch.Tensor:
     """resid_post = resid_mid + mlp(ln_2(resid_mid)) (also where a run joins mid-block)."""
     return mlp(weights, layer_norm(weights.ln_2, mid)).add_(mid)
+
+
+# Where each activation site sits in a block, as `site_activation` computes it.
+PLAIN_SITES = ("resid_pre", "attn_out", "resid_mid", "mlp_out", "resid_post")
+
+
+def embeddings(model, token_ids: torch.Tensor) -> torch.Tensor:
+    """resid_pre of block 0 [rows, pos, d]: token plus position embeddings, as Hugging Face's
+    GPT-2 adds them (dropout is off in evaluation). The tables are read directly, not called as
+    modules, so a hook another analysis put on the embedding never fires here."""
+    transformer = model.bridge.original_model.transformer
+    positions = torch.arange(token_ids.shape[1], device=token_ids.device)
+    return F.embedding(token_ids, transformer.wte.weight) + transformer.wpe.weight[positions]
+
+
+def site_activation(blocks: tuple[Gpt2BlockWeights, ...], hidden: torch.Tensor, site: str,
+                    layer: int) -> torch.Tensor:
+    """The activation at `site` (one of `PLAIN_SITES`) of block `layer`, from the residual
+    stream `hidden` [rows, pos, d] entering block 0; blocks after `layer` never run."""
+    if site not in PLAIN_SITES:
+        raise ValueError(f"no plain route to the site {site!r}; valid: {', '.join(PLAIN_SITES)}")
+    for index in range(layer):
+        hidden = block(blocks[index], hidden, None, index)
+    if site == "resid_pre":
+        return hidden
+    weights = blocks[layer]
+    attention_out = attention(weights, layer_norm(weights.ln_1, hidden), None, layer)
+    if site == "attn_out":
+        return attention_out
+    mid = attention_out.add_(hidden)
+    if site == "resid_mid":
+        return mid
+    mlp_out = mlp(weights, layer_norm(weights.ln_2, mid))
+    return mlp_out if site == "mlp_out" else mlp_out.add_(mid)
+
+
+# The bridge's hook names (after "blocks.{layer}.") that `cached_forward` computes.
+CACHED_HOOKS = ("hook_resid_pre", "attn.hook_q", "attn.hook_k", "attn.hook_v",
+                "attn.hook_pattern", "attn.hook_z", "hook_attn_out", "hook_resid_mid",
+                "hook_mlp_out", "hook_resid_post")
+BLOCK_HOOK = re.compile(r"blocks\.(?P<layer>\d+)\.(?P<hook>.+)")
+
+
+def can_cache(names, n_layers: int) -> bool:
+    """Whether `cached_forward` computes every hook in `names`."""
+    for name in names:
+        match = BLOCK_HOOK.fullmatch(name)
+        if match is None or match["hook"] not in CACHED_HOOKS or int(match["layer"]) >= n_layers:
+            return False
+    return True
+
+
+def cached_forward(model, blocks: tuple[Gpt2BlockWeights, ...], token_ids: torch.Tensor,
+                   names) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One unhooked forward pass of `token_ids` [rows, pos]: (the last position's logits
+    [rows, d_vocab], {hook name: activation} for `names`), each activation in the shape the
+    bridge's hook gives it (q, k, v and z [rows, pos, head, d_head]; the pattern [rows, head,
+    query, key])."""
+    wanted = set(names)
+    cache: dict[str, torch.Tensor] = {}
+    hidden = embeddings(model, token_ids)
+    for layer, weights in enumerate(blocks):
+        def keep(hook: str, value: torch.Tensor, layer: int = layer) -> None:
+            name = f"blocks.{layer}.{hook}"
+            if name in wanted:
+                cache[name] = value
+
+        keep("hook_resid_pre", hidden)
+        d_model = hidden.shape[-1]
+        qkv = linear(layer_norm(weights.ln_1, hidden), weights.w_qkv, weights.b_qkv)
+        query, key, value = (heads(part, weights.n_heads) for part in qkv.split(d_model, dim=2))
+        for hook, part in (("attn.hook_q", query), ("attn.hook_k", key), ("attn.hook_v", value)):
+            keep(hook, part.transpose(1, 2))
+        pattern, z = attend(weights, query, key, value)
+        keep("attn.hook_pattern", pattern)
+        keep("attn.hook_z", z.transpose(1, 2))
+        attention_out = project_out(weights, z)
+        keep("hook_attn_out", attention_out)
+        mid = attention_out + hidden
+        keep("hook_resid_mid", mid)
+        mlp_out = mlp(weights, layer_norm(weights.ln_2, mid))
+        keep("hook_mlp_out", mlp_out)
+        hidden = mlp_out + mid
+        keep("hook_resid_post", hidden)
+    hf = model.bridge.original_model
+    last = layer_norm(hf.transformer.ln_f, hidden[:, -1])
+    return F.linear(last, hf.lm_head.weight, getattr(hf.lm_head, "bias", None)), cache

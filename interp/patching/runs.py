@@ -12,6 +12,8 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from interp.patching import gpt2_block
+from interp.patching.gpt2_block import plain_gpt2_blocks
 from interp.patching.results import (
     HEAD_SITES,
     PatchingInputs,
@@ -66,8 +68,18 @@ def corrupted_run_tokens(inputs: PatchingInputs) -> torch.Tensor:
     return inputs.corrupted_tokens
 
 
-def cached_run(model, tokens: torch.Tensor, names: Sequence[str], extra_hooks=()):
-    """One plain forward pass; returns (logits at the last position, {hook name: activation})."""
+def cached_run(model, tokens: torch.Tensor, names: Sequence[str], extra_hooks=(),
+               plain: bool = False):
+    """One plain forward pass; returns (logits at the last position, {hook name: activation}).
+
+    With `plain`, a Hugging Face GPT-2 with no extra hook runs as plain tensor operations
+    (`gpt2_block.cached_forward`: none of the bridge's per-module work, the unembedding at the
+    last position only), for callers whose engine passed the self-check, which compares the two.
+    """
+    blocks = plain_gpt2_blocks(model) if plain and not extra_hooks else None
+    if blocks is not None and gpt2_block.can_cache(names, len(blocks)):
+        with torch.no_grad():
+            return gpt2_block.cached_forward(model, blocks, tokens.to(model.info.device), names)
     cache: dict[str, torch.Tensor] = {}
 
     def save(activation, hook):
@@ -246,12 +258,14 @@ class Runs:
         return self.corrupted_scores if direction == "denoising" else self.clean_scores
 
 
-def baseline_runs(model, inputs: PatchingInputs, metric: PatchingMetric, names: Sequence[str]) -> Runs:
-    """The clean and corrupted runs a sweep starts from: caches at `names`, logits and metric values."""
-    clean_logits, clean_cache = cached_run(model, inputs.clean_tokens, names)
+def baseline_runs(model, inputs: PatchingInputs, metric: PatchingMetric, names: Sequence[str],
+                  plain: bool = False) -> Runs:
+    """The clean and corrupted runs a sweep starts from: caches at `names`, logits and metric
+    values (`plain`: see `cached_run`)."""
+    clean_logits, clean_cache = cached_run(model, inputs.clean_tokens, names, plain=plain)
     noise_hooks = (noise_hook(model, inputs),) if inputs.noise is not None else ()
     corrupted_logits, corrupted_cache = cached_run(model, corrupted_run_tokens(inputs), names,
-                                                   extra_hooks=noise_hooks)
+                                                   extra_hooks=noise_hooks, plain=plain)
     clean_log_probs = torch.log_softmax(clean_logits.float(), dim=-1)
     clean_scores = metric_from_logits(metric, clean_logits, clean_log_probs)[0].cpu()
     corrupted_scores = metric_from_logits(metric, corrupted_logits, clean_log_probs)[0].cpu()

@@ -75,6 +75,18 @@ def probe_patches(model, first_corrupted: int, n_pos: int) -> list[Patch]:
     ]
 
 
+def cache_agreement(engine_cache: dict, bridge_cache: dict) -> tuple[float, float]:
+    """(max |difference|, max |value|) over every activation of two caches of the same run."""
+    difference = scale = 0.0
+    for name, reference in bridge_cache.items():
+        engine = engine_cache[name]
+        if engine.shape != reference.shape:
+            return float("inf"), 0.0
+        difference = max(difference, float((engine - reference).abs().max()))
+        scale = max(scale, float(reference.abs().max()))
+    return difference, scale
+
+
 def check_staircase(model) -> StaircaseVerdict:
     """Whether the fast staircase engine agrees with plain hooked runs on this model."""
     if not supports(model, STAIRCASE):
@@ -92,8 +104,12 @@ def check_staircase(model) -> StaircaseVerdict:
         return bridge.unembed(bridge.ln_final(last_resid.unsqueeze(1)))[:, 0]
 
     try:
-        _, clean_cache = cached_run(model, clean, names)
-        _, corrupted_cache = cached_run(model, corrupted, names)
+        # The engine's own cached runs (plain on a GPT-2); the hooked references patch from the
+        # clean one, so it must equal the bridge's own cache, checked here too.
+        _, clean_cache = cached_run(model, clean, names, plain=True)
+        _, corrupted_cache = cached_run(model, corrupted, names, plain=True)
+        _, bridge_cache = cached_run(model, clean, names)
+        cache_difference, cache_scale = cache_agreement(clean_cache, bridge_cache)
         fast, reference = [], []
         for p in patches:
             first = p.first_changed(first_corrupted)
@@ -108,8 +124,10 @@ def check_staircase(model) -> StaircaseVerdict:
     reference_logits = torch.stack(reference).float().cpu()
     difference = float((fast_logits - reference_logits).abs().max())
     scale = float(reference_logits.abs().max())
-    trusted = difference <= RELATIVE_TOLERANCE * scale
+    caches_agree = cache_difference <= RELATIVE_TOLERANCE * cache_scale
+    trusted = difference <= RELATIVE_TOLERANCE * scale and caches_agree
     note = (f"staircase self-check: max |staircase - hooked| = {difference:.3g} of max |logit| "
-            f"{scale:.3g} (tolerance {RELATIVE_TOLERANCE:g} x): "
-            + ("passed" if trusted else "failed, so every patch runs as a hooked forward pass"))
+            f"{scale:.3g} (tolerance {RELATIVE_TOLERANCE:g} x)"
+            + ("" if caches_agree else f", cached activations off by {cache_difference:.3g}")
+            + ": " + ("passed" if trusted else "failed, so every patch runs as a hooked forward pass"))
     return StaircaseVerdict(trusted, difference, scale, note)
