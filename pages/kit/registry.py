@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import functools
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -79,6 +81,19 @@ PAGES: tuple[PageEntry, ...] = (
 )
 
 
+def imported_modules() -> list[str]:
+    """The modules the navigation script and every registered page import (read from their
+    source: a page file is a script, not a module), for importing them once at start-up."""
+    found: dict[str, None] = {}
+    for path in (NAVIGATION_SCRIPT, *(entry.path for entry in PAGES)):
+        for node in ast.walk(ast.parse((ROOT / path).read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                found.update(dict.fromkeys(alias.name for alias in node.names))
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                found[node.module] = None
+    return list(found)
+
+
 def page_for_url(url: str | None) -> PageEntry | None:
     """The registered page a browser URL points at (its last path segment), if any."""
     if not url:
@@ -101,11 +116,18 @@ def current_page(view: Callable | None = None) -> PageEntry:
     return next((entry for entry in PAGES if entry.path == path), PAGES[0])
 
 
+@functools.lru_cache(maxsize=4)
+def page_files(pages: tuple[PageEntry, ...]) -> dict[str, PageEntry]:
+    """Each of `pages` by its file's resolved path (as code objects name it): asked on every
+    remembered widget, so resolved once per page list."""
+    return {str((ROOT / entry.path).resolve()): entry for entry in pages}
+
+
 def page_in_stack(direct: bool = False) -> PageEntry | None:
     """The registered page whose file is running the calling code (walks the call stack): the
     kit's helpers use it to tell which page drew them, with or without the app's shell.
     `direct`: only when the page itself called the function that asks."""
-    files = {str((ROOT / entry.path).resolve()): entry for entry in PAGES}
+    files = page_files(PAGES)
     frame = sys._getframe(2 if direct else 1)
     while frame is not None:
         found = files.get(frame.f_code.co_filename)

@@ -4,6 +4,7 @@ its explanation (computed once per result), and progress while it is computed.""
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 
 import streamlit as st
@@ -54,10 +55,42 @@ def result_on_click(key: str, signature, clicked: bool, action: str, fn: Callabl
     return last_result(key)
 
 
+def same_options(old: Mapping, new: Mapping) -> bool:
+    """Whether a figure's options are unchanged (an option that can't be compared, such as a
+    tensor, counts as changed)."""
+    if old.keys() != new.keys():
+        return False
+    try:
+        return all(bool(old[name] == new[name]) for name in new)
+    except (TypeError, ValueError, RuntimeError):
+        return False
+
+
+def figure_of(result, key: str, **options) -> CaptionedFigure | CaptionedTable:
+    """`figure_for(result, **options)`, built once per result and options: kept in this session
+    under `key` with a weak reference to the very result it shows, so a rerun that changes
+    nothing reuses it (building a Plotly figure costs more than drawing it) and a new result,
+    or other options, gets a new one. Entries whose result is gone are dropped."""
+    held = st.session_state.setdefault(Keys.FIGURES, {})
+    stored = held.get(key)
+    if stored is not None and stored[0]() is result and same_options(stored[1], options):
+        return stored[2]
+    shown = figure_for(result, **options)
+    try:
+        reference = weakref.ref(result)
+    except TypeError:  # a result without weak references (none so far) is not kept
+        return shown
+    held[key] = (reference, dict(options), shown)
+    for stale in [name for name, (made_from, _, _) in held.items() if made_from() is None]:
+        del held[stale]
+    return shown
+
+
 def show(result, key: str, **options) -> CaptionedFigure | CaptionedTable:
     """Draw `result` with the figure (or table) and caption registered for its type (`options`
-    go to the builder, e.g. a position); returns them for `export_buttons`."""
-    shown = figure_for(result, **options)
+    go to the builder, e.g. a position); returns them for `export_buttons`. The figure is built
+    once per result and options (`figure_of`)."""
+    shown = figure_of(result, key, **options)
     if isinstance(shown, CaptionedTable):
         st.dataframe(shown.table, hide_index=True, key=f"{key}.table")
     else:

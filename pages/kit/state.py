@@ -26,6 +26,7 @@ class Keys:
     PAGE = "current_page"
     RESULTS = "kit.results"
     EXPLANATIONS = "kit.explanations"
+    FIGURES = "kit.figures"
     AI_EXPLANATIONS = "kit.ai_explanations"
     GROQ_KEY = "ai.groq_key"
     GROQ_MODEL = "ai.groq_model"
