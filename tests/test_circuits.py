@@ -491,3 +491,84 @@ def test_passes_chunked_one_row_at_a_time_equal_one_unchunked_pass(tiny_model, m
         for ours, expected in zip(chunked_tensors, tensors, strict=True):
             torch.testing.assert_close(ours, expected, atol=1e-6, rtol=0)
         assert chunked_values == pytest.approx(values, abs=1e-6)
+
+
+def test_passes_that_skip_unread_senders_equal_passes_that_run_every_sender(sharp, monkeypatch):
+    """Invariant: a sender whose every edge into a receiver that matters is ablated adds only
+    its replacement, so not running it changes nothing beyond float rounding. Reference: the
+    same passes with every sender run (`read_senders` forced to all, the path TransformerLens
+    checks above), on masks that leave whole heads, an MLP, the embeddings, or every sender
+    unread, under resample (per-pair replacements) and mean (one shared row) ablation."""
+    from interp.circuits import engine
+    from interp.circuits.replacements import replacement_outputs
+
+    data = pair_data(sharp, 2)
+    weights = gpt2_weights(sharp)
+    graph = weights.graph(data.n_pos)
+    valid = graph.valid[:, :, None].expand(-1, -1, data.n_pos)
+    generator = torch.Generator().manual_seed(1)
+    differs = int((data.clean_tokens != data.corrupted_tokens).any(0).nonzero()[0])
+    sparse = torch.rand(valid.shape, generator=generator) < 0.3
+    sparse[:, :, :differs] = False  # where the two prompts agree, an edge carries nothing
+    sparse[graph.head_sender(1, 0)] = False  # a head no kept edge leaves
+    chain = torch.zeros_like(valid)  # embeddings -> L0H1.v, L0H1 -> L1H2.v, L1H2 -> logits
+    chain[0, graph.head_receiver(0, 1, "v")] = True
+    chain[graph.head_sender(0, 1), graph.head_receiver(1, 2, "v")] = True
+    chain[graph.head_sender(1, 2), graph.logits_receiver] = True
+    half = torch.rand(valid.shape, generator=generator) < 0.5
+    half[0] = False  # the embeddings unread: every edge out of them ablated
+    half[graph.mlp_sender(0)] = False
+    keeps = torch.stack([sparse, chain, half, torch.zeros_like(valid), valid.clone()])
+    ablated = valid[None] & ~keeps
+    read = [engine.read_senders(mask[None], graph) for mask in ablated]
+    assert not read[0].all() and not read[0][graph.head_sender(1, 0)]
+    assert not read[3].any() and read[4].all()
+    assert read[1].tolist() == [i in (0, graph.head_sender(0, 1), graph.head_sender(1, 2))
+                                for i in range(graph.n_senders)]
+    assert not read[2][0] and not read[2][graph.mlp_sender(0)] and read[2].sum() > 4
+    embeds = weights.wte[data.clean_tokens]
+    for kind in ("resample", "mean"):
+        replacement = replacement_outputs(weights, data, kind)
+        skipping = engine.rewritten_logits(weights, embeds, ablated, replacement,
+                                           mask_repeats=data.n_pairs)
+        with monkeypatch.context() as patch:
+            patch.setattr(engine, "read_senders",
+                          lambda mask, graph: torch.ones(graph.n_senders, dtype=torch.bool))
+            everything = engine.rewritten_logits(weights, embeds, ablated, replacement,
+                                                 mask_repeats=data.n_pairs)
+        torch.testing.assert_close(skipping, everything, atol=1e-5, rtol=1e-5)
+        empty = everything[3 * data.n_pairs]
+        for mask in range(3):  # each circuit does something, but under resample ablation no
+            # clean input reaches a circuit without the embeddings: it is the corrupted run
+            change = float((everything[mask * data.n_pairs] - empty).abs().max())
+            assert change < 1e-5 if (kind, mask) == ("resample", 2) else change > 1e-4
+
+
+def test_every_edge_ablated_by_resampling_is_the_corrupted_run(sharp):
+    """Invariant: with every edge carrying the corrupted run's outputs, each receiver reads the
+    corrupted residual stream, so the logits are the model's own on the corrupted prompts
+    (Hugging Face's forward pass); that pass runs no sender at all."""
+    from interp.circuits import engine
+    from interp.circuits.replacements import replacement_outputs
+
+    data = pair_data(sharp, 2)
+    weights = gpt2_weights(sharp)
+    graph = weights.graph(data.n_pos)
+    everything = graph.valid[None, :, :, None].expand(1, -1, -1, data.n_pos)
+    assert not engine.read_senders(everything, graph).any()
+    logits = engine.rewritten_logits(weights, weights.wte[data.clean_tokens], everything,
+                                     replacement_outputs(weights, data, "resample"),
+                                     mask_repeats=data.n_pairs)
+    expected = sharp.logits(data.corrupted_tokens)[:, -1]
+    torch.testing.assert_close(logits, expected, atol=1e-4, rtol=1e-5)
+
+
+def test_chunks_never_split_one_mask_across_two_chunks_unless_it_needs_several():
+    """Hand-computed: 20 pairs a mask with 6 rows a chunk give each mask 4 chunks of 5 rows;
+    3 pairs a mask with 7 rows a chunk give chunks of 2 whole masks; no grouping is plain."""
+    from interp.circuits.engine import chunk_bounds
+
+    bounds = chunk_bounds(40, 6, 20)
+    assert bounds == [(0, 5), (5, 10), (10, 15), (15, 20), (20, 25), (25, 30), (30, 35), (35, 40)]
+    assert chunk_bounds(9, 7, 3) == [(0, 6), (6, 9)]
+    assert chunk_bounds(5, 2) == [(0, 2), (2, 4), (4, 5)]

@@ -105,11 +105,17 @@ class Rewrite:
     replacement: torch.Tensor
     replacement_rows: torch.Tensor | None = None
 
-    def replacements(self, senders: slice) -> torch.Tensor:
-        """The replacement outputs [rows or 1, pos, sender, d_model] of the `senders` given."""
+    def replacements(self, senders: slice | torch.Tensor) -> torch.Tensor:
+        """The replacement outputs [rows or 1, pos, sender, d_model] of the `senders` given (a
+        slice or an index tensor)."""
+        if isinstance(senders, slice):
+            if self.replacement_rows is None:
+                return self.replacement[:, :, senders]
+            return self.replacement[self.replacement_rows, :, senders]
         if self.replacement_rows is None:
-            return self.replacement[:, :, senders]
-        return self.replacement[self.replacement_rows, :, senders]
+            return self.replacement.index_select(2, senders)
+        # Two index tensors around a slice put their dimensions first: [rows, sender, pos, d].
+        return self.replacement[self.replacement_rows[:, None], :, senders[None]].transpose(1, 2)
 
 
 @dataclass
@@ -137,12 +143,51 @@ def layer_norm(x: torch.Tensor, weight_bias, eps: float) -> torch.Tensor:
     return torch.nn.functional.layer_norm(x, x.shape[-1:], weight_bias[0], weight_bias[1], eps)
 
 
-def correction(rewrite: Rewrite | None, differences: torch.Tensor | None, n_senders: int,
+def read_senders(ablated: torch.Tensor, graph: EdgeGraph) -> torch.Tensor:
+    """Which senders' live outputs rewritten passes read [sender] bool (the union over rows).
+
+    A receiver's input is every sender's replacement plus, for each kept edge into it, that
+    sender's live - replacement. So a sender whose edges into the receivers that matter are all
+    ablated, in every row, need not run: it adds only its replacement. The logits matter, and
+    so do the inputs of every sender that is read; edges run from earlier senders to later
+    ones, so one sweep from the last sender back settles it. On a small circuit most heads and
+    MLPs are not read, on the empty one none is, and on the whole model all are.
+    """
+    kept = graph.valid & ~ablated.all(3).all(0).cpu()  # some row keeps it at some position
+    owner = graph.receiver_owner
+    matters = owner == -1
+    read = torch.zeros(graph.n_senders, dtype=torch.bool)
+    for sender in range(graph.n_senders - 1, -1, -1):
+        if bool((kept[sender] & matters).any()):
+            read[sender] = True
+            matters |= owner == sender
+    return read
+
+
+def as_slice(index: torch.Tensor, device) -> slice | torch.Tensor:
+    """`index` (increasing, on the CPU) as a slice when it is a run of consecutive integers,
+    else as an index tensor on `device`."""
+    if len(index) == 0:
+        return slice(0, 0)
+    if int(index[-1]) - int(index[0]) + 1 == len(index):
+        return slice(int(index[0]), int(index[-1]) + 1)
+    return index.to(device)
+
+
+def correction(rewrite: Rewrite | None, differences: torch.Tensor | None, senders,
                receivers) -> torch.Tensor | None:
-    """Sum over ablated senders of (live - replacement), per receiver: [rows, pos, recv, d]."""
+    """Sum over ablated senders of (live - replacement), per receiver: [rows, pos, recv, d];
+    None when no edge from `senders` (the first senders `differences` holds, a slice or an
+    index tensor) into `receivers` (a slice, an index tensor or one receiver) is ablated."""
     if rewrite is None or differences is None:
         return None
-    mask = rewrite.ablated[:, :n_senders, receivers].to(differences.dtype)
+    if isinstance(senders, torch.Tensor) and isinstance(receivers, torch.Tensor):
+        senders, receivers = senders[:, None], receivers[None, :]  # every pair of the two
+    mask = rewrite.ablated[:, senders, receivers]
+    n_senders = mask.shape[1]
+    if n_senders == 0 or not bool(mask.any()):
+        return None
+    mask = mask.to(differences.dtype)
     if mask.ndim == 3:
         mask = mask[:, :, None]
     return torch.einsum("bpsd,bsrp->bprd", differences[:, :, :n_senders], mask)
@@ -155,8 +200,10 @@ def forward(weights: Gpt2Weights, token_embeds: torch.Tensor, rewrite: Rewrite |
     (the sender outputs of the first `kept_senders` rows only, when given, on a plain pass).
 
     A plain pass computes each layer's LayerNorm once, since every receiver reads the same
-    residual; a rewritten one gives each receiver its own input. Gradient tracking is for plain
-    passes only (`attention_input_gradients` rebuilds each receiver's input gradient).
+    residual; a rewritten one gives each receiver its own input, and runs only the senders
+    whose live output some kept edge carries (`read_senders`): the residual stream it keeps
+    holds the others' replacements. Gradient tracking is for plain passes only
+    (`attention_input_gradients` rebuilds each receiver's input gradient).
     """
     if track_inputs and rewrite is not None:
         raise ValueError("Receiver gradients are taken on plain passes only, not rewritten ones.")
@@ -164,61 +211,107 @@ def forward(weights: Gpt2Weights, token_embeds: torch.Tensor, rewrite: Rewrite |
     n_layers, n_heads = weights.graph_shape
     graph = weights.graph(n_pos)
     eps = weights.eps
+    device = token_embeds.device
     differences = outputs = None
+    read = torch.ones(graph.n_senders, dtype=torch.bool)
     if rewrite is None:
         kept = rows if kept_senders is None else kept_senders
         outputs = token_embeds.new_zeros((kept, n_pos, graph.n_senders, d_model))
         outputs[:, :, 0] = token_embeds[:kept].detach()
-    else:  # only live - replacement is ever read: keep that, not the live outputs
-        differences = token_embeds.new_zeros((rows, n_pos, graph.n_senders, d_model))
-        differences[:, :, :1] = token_embeds.detach()[:, :, None] - rewrite.replacements(slice(0, 1))
+        resid = token_embeds + weights.wpe[:n_pos]
+    else:  # only live - replacement of the senders read is ever used: keep that, in order
+        read = read_senders(rewrite.ablated, graph)
+        differences = token_embeds.new_zeros((rows, n_pos, int(read.sum()), d_model))
+        if read[0]:
+            differences[:, :, :1] = (token_embeds.detach()[:, :, None]
+                                     - rewrite.replacements(slice(0, 1)))
+            resid = token_embeds + weights.wpe[:n_pos]
+        else:
+            resid = (rewrite.replacements(slice(0, 1))[:, :, 0] + weights.wpe[:n_pos]).expand(
+                rows, -1, -1)
+    slots = torch.cumsum(read, 0)  # slots[s]: how many senders up to s are read (their places)
+
+    def senders_read(stop: int) -> slice | torch.Tensor:
+        """The senders before `stop` that are read, in `differences`' order."""
+        if rewrite is None:
+            return slice(0, stop)
+        return as_slice(torch.nonzero(read[:stop]).flatten(), device)
 
     def write(senders: slice, values: torch.Tensor) -> None:
+        """Record the sender outputs `values` [rows, pos, k, d] of the read `senders`."""
         if outputs is not None:
             outputs[:, :, senders] = values[:outputs.shape[0]].detach()
         if differences is not None and rewrite is not None:
-            differences[:, :, senders] = values.detach() - rewrite.replacements(senders)
+            chosen = as_slice(torch.nonzero(read[senders]).flatten() + senders.start, device)
+            before = int(slots[senders.start - 1])
+            differences[:, :, before:before + values.shape[2]] = (
+                values.detach() - rewrite.replacements(chosen))
 
-    resid = token_embeds + weights.wpe[:n_pos]
-    causal = torch.ones(n_pos, n_pos, dtype=torch.bool, device=token_embeds.device).tril()
+    def not_read(senders: slice) -> torch.Tensor | None:
+        """The summed replacements [rows or 1, pos, d] of the `senders` that are not read."""
+        if rewrite is None or bool(read[senders].all()):
+            return None
+        skipped = as_slice(torch.nonzero(~read[senders]).flatten() + senders.start, device)
+        return rewrite.replacements(skipped).sum(2)
+
+    causal = torch.ones(n_pos, n_pos, dtype=torch.bool, device=device).tril()
     attention_inputs, mlp_inputs, projections = [], [], []
 
     for layer, w in enumerate(weights.layers):
         n_before = graph.senders_before(layer)
-        fix = correction(rewrite, differences, n_before, graph.attention_receivers(layer))
-        if fix is None:  # every receiver reads the residual: one LayerNorm, seen per head
+        head_senders = slice(n_before, n_before + n_heads)
+        live = torch.nonzero(read[head_senders]).flatten()
+        if len(live):
+            every_head = len(live) == n_heads
+            heads = slice(None) if every_head else live.to(device)
+            first = graph.attention_receivers(layer).start
+            receivers = graph.attention_receivers(layer) if every_head else torch.cat(
+                [first + part * n_heads + live for part in range(3)]).to(device)
+            fix = correction(rewrite, differences, senders_read(n_before), receivers)
+            if fix is None:  # every receiver reads the residual: one LayerNorm, seen per head
+                if track_inputs:
+                    attention_inputs.append(resid)
+                normed = layer_norm(resid, w["ln1"], eps)[:, :, None].expand(
+                    -1, -1, 3 * len(live), -1)
+            else:
+                normed = layer_norm(resid[:, :, None, :] - fix, w["ln1"], eps)
+            del fix
+            n = len(live)
+            q = torch.einsum("bphd,hde->bphe", normed[:, :, :n], w["w_q"][heads]) + w["b_q"][heads]
+            k = torch.einsum("bphd,hde->bphe", normed[:, :, n:2 * n], w["w_k"][heads]) + w["b_k"][heads]
+            v = torch.einsum("bphd,hde->bphe", normed[:, :, 2 * n:], w["w_v"][heads]) + w["b_v"][heads]
+            del normed
             if track_inputs:
-                attention_inputs.append(resid)
-            normed = layer_norm(resid, w["ln1"], eps)[:, :, None].expand(-1, -1, 3 * n_heads, -1)
-        else:
-            normed = layer_norm(resid[:, :, None, :] - fix, w["ln1"], eps)
-        del fix
-        q = torch.einsum("bphd,hde->bphe", normed[:, :, :n_heads], w["w_q"]) + w["b_q"]
-        k = torch.einsum("bphd,hde->bphe", normed[:, :, n_heads:2 * n_heads], w["w_k"]) + w["b_k"]
-        v = torch.einsum("bphd,hde->bphe", normed[:, :, 2 * n_heads:], w["w_v"]) + w["b_v"]
-        del normed
-        if track_inputs:
-            projections.append((q, k, v))
-        scores = torch.einsum("bqhe,bkhe->bhqk", q, k) * weights.attention_scale[layer]
-        scores = scores.masked_fill(~causal, torch.finfo(scores.dtype).min)
-        pattern = torch.softmax(scores, dim=-1)
-        z = torch.einsum("bhqk,bkhe->bqhe", pattern, v)
-        head_outputs = torch.einsum("bphe,hed->bphd", z, w["w_o"])
-        write(slice(n_before, n_before + n_heads), head_outputs)
-        resid = resid + head_outputs.sum(2) + w["b_o"]
+                projections.append((q, k, v))
+            scores = torch.einsum("bqhe,bkhe->bhqk", q, k) * weights.attention_scale[layer]
+            scores = scores.masked_fill(~causal, torch.finfo(scores.dtype).min)
+            pattern = torch.softmax(scores, dim=-1)
+            z = torch.einsum("bhqk,bkhe->bqhe", pattern, v)
+            head_outputs = torch.einsum("bphe,hed->bphd", z, w["w_o"][heads])
+            write(head_senders, head_outputs)
+            resid = resid + head_outputs.sum(2)
+        skipped = not_read(head_senders)
+        if skipped is not None:
+            resid = resid + skipped
+        resid = resid + w["b_o"]
 
-        fix = correction(rewrite, differences, n_before + n_heads, graph.mlp_receiver(layer))
-        mlp_input = resid - fix[:, :, 0] if fix is not None else (
-            resid.clone() if track_inputs else resid)
-        if track_inputs:
-            mlp_inputs.append(mlp_input)
-        hidden = weights.activations[layer](layer_norm(mlp_input, w["ln2"], eps) @ w["w_in"]
-                                            + w["b_in"])
-        mlp_output = hidden @ w["w_out"] + w["b_out"]
-        write(slice(n_before + n_heads, n_before + n_heads + 1), mlp_output[:, :, None])
-        resid = resid + mlp_output
+        mlp_sender = slice(n_before + n_heads, n_before + n_heads + 1)
+        if bool(read[mlp_sender.start]):
+            fix = correction(rewrite, differences, senders_read(mlp_sender.start),
+                             graph.mlp_receiver(layer))
+            mlp_input = resid - fix[:, :, 0] if fix is not None else (
+                resid.clone() if track_inputs else resid)
+            if track_inputs:
+                mlp_inputs.append(mlp_input)
+            hidden = weights.activations[layer](layer_norm(mlp_input, w["ln2"], eps) @ w["w_in"]
+                                                + w["b_in"])
+            mlp_output = hidden @ w["w_out"] + w["b_out"]
+            write(mlp_sender, mlp_output[:, :, None])
+            resid = resid + mlp_output
+        elif rewrite is not None:  # an MLP no kept edge reads adds its replacement
+            resid = resid + rewrite.replacements(mlp_sender)[:, :, 0]
 
-    fix = correction(rewrite, differences, graph.n_senders, graph.logits_receiver)
+    fix = correction(rewrite, differences, senders_read(graph.n_senders), graph.logits_receiver)
     final_input = resid - fix[:, :, 0] if fix is not None else (
         resid.clone() if track_inputs else resid)
     last = layer_norm(final_input[:, -1], weights.ln_f, eps)
@@ -293,6 +386,22 @@ def rows_of(t: torch.Tensor, passes: torch.Tensor, repeats: int = 1) -> torch.Te
     return t[(passes // repeats) % t.shape[0]]
 
 
+def chunk_bounds(rows: int, step: int, group: int = 1) -> list[tuple[int, int]]:
+    """(start, stop) of chunks of at most `step` rows over `rows`, where each run of `group`
+    rows (one mask on every pair) is never shared with another run: whole runs per chunk, or
+    one run in even parts. A chunk runs only the senders its masks read (`read_senders`), so a
+    cheap mask (the empty circuit: none) stays cheap when its neighbour is dear."""
+    if group <= 1:
+        return [(start, min(rows, start + step)) for start in range(0, rows, step)]
+    if step >= group:
+        size = step // group * group
+        return [(start, min(rows, start + size)) for start in range(0, rows, size)]
+    parts = math.ceil(group / step)
+    size = math.ceil(group / parts)
+    return [(start, min(first + group, start + size)) for first in range(0, rows, group)
+            for start in range(first, first + group, size)]
+
+
 @torch.no_grad()
 def rewritten_logits(weights: Gpt2Weights, token_embeds: torch.Tensor, ablated: torch.Tensor,
                      replacement: torch.Tensor, check=None, mask_repeats: int = 1) -> torch.Tensor:
@@ -314,8 +423,7 @@ def rewritten_logits(weights: Gpt2Weights, token_embeds: torch.Tensor, ablated: 
     n_pos, d_model = token_embeds.shape[1:]
     step = rows_per_chunk(n_pos, ablated.shape[1], d_model, weights.graph_shape[1])
     pieces = []
-    for start in range(0, rows, step):
-        stop = min(rows, start + step)
+    for start, stop in chunk_bounds(rows, step, mask_repeats):
         chunk = torch.arange(start, stop, device=token_embeds.device)
         # The replacement is read sender by sender through its rows, never copied whole.
         replacement_rows = None if replacement.shape[0] == 1 else (

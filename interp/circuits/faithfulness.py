@@ -64,7 +64,8 @@ def circuit_metrics(weights: Gpt2Weights, data: CircuitData, keeps: torch.Tensor
     by `kind`, all circuits x pairs as rows of batched passes, plus the whole and empty models."""
     device = weights.wte.device
     clean_tokens = data.clean_tokens.to(device)
-    clean_outputs, clean_logits = sender_outputs(weights, clean_tokens)
+    # Zero ablation reads the first clean row's start token; nothing else reads clean outputs.
+    clean_outputs, clean_logits = sender_outputs(weights, clean_tokens, kept_rows=1)
     clean_log_probs = torch.log_softmax(clean_logits.float(), dim=-1)
     replacement = replacement_outputs(weights, data, kind, reference_tokens, clean_outputs)
     del clean_outputs  # the rewritten passes read only the replacements
@@ -80,8 +81,13 @@ def circuit_metrics(weights: Gpt2Weights, data: CircuitData, keeps: torch.Tensor
         if progress is not None:
             progress(done / total, f"Faithfulness: {done} of {total} ablated runs")
 
-    logits = rewritten_logits(weights, embeds, masks, replacement, check=report,
-                              mask_repeats=n_pairs)
+    # A mask that ablates nothing is the clean run itself (the whole circuit): no pass needed.
+    ablates = masks.flatten(1).any(1)
+    logits = clean_logits.repeat(n_sets, 1)
+    if bool(ablates.any()):
+        rows = ablates.repeat_interleave(n_pairs)
+        logits[rows] = rewritten_logits(weights, embeds, masks[ablates], replacement,
+                                        check=report, mask_repeats=n_pairs)
     values = pair_metric(data.metric, logits, clean_log_probs).view(n_sets, n_pairs).cpu()
     full = pair_metric(data.metric, clean_logits, clean_log_probs)[0].cpu()
     return CircuitMetrics(kind, values[:-1], full, values[-1])

@@ -97,6 +97,18 @@ class EdgeGraph:
         return torch.tensor([*layers, self.n_layers])
 
     @cached_property
+    def receiver_owner(self) -> torch.Tensor:
+        """The sender each receiver's component is [receiver] (its head or MLP; -1 for the
+        logits): what the receiver's input feeds."""
+        owner = torch.full((self.n_receivers,), -1, dtype=torch.long)
+        for layer in range(self.n_layers):
+            for kind in READER_KINDS:
+                for head in range(self.n_heads):
+                    owner[self.head_receiver(layer, head, kind)] = self.head_sender(layer, head)
+            owner[self.mlp_receiver(layer)] = self.mlp_sender(layer)
+        return owner
+
+    @cached_property
     def receiver_is_mlp(self) -> torch.Tensor:
         return torch.tensor([name.startswith("MLP") for name in self.receiver_names])
 

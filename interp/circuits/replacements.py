@@ -23,9 +23,11 @@ MEAN_SCOPES = ("position", "pooled")
 
 
 @torch.no_grad()
-def sender_outputs(weights: Gpt2Weights, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(every sender's output [rows, pos, sender, d_model], last-position logits) of plain passes."""
-    out = forward(weights, weights.wte[tokens.to(weights.wte.device)])
+def sender_outputs(weights: Gpt2Weights, tokens: torch.Tensor,
+                   kept_rows: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(every sender's output [rows, pos, sender, d_model], last-position logits) of plain
+    passes; the outputs of the first `kept_rows` rows only, when given."""
+    out = forward(weights, weights.wte[tokens.to(weights.wte.device)], kept_senders=kept_rows)
     assert out.sender_outputs is not None  # a plain pass keeps every row's
     return out.sender_outputs, out.last_logits
 

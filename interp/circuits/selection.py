@@ -48,16 +48,12 @@ class Circuit:
 
 def receiver_feeds(graph: EdgeGraph) -> tuple[torch.Tensor, torch.Tensor]:
     """(the sender each receiver's component is, -1 for the logits; whether it is a k/v input)."""
-    owner = torch.full((graph.n_receivers,), -1, dtype=torch.long)
     spread = torch.zeros(graph.n_receivers, dtype=torch.bool)
     for layer in range(graph.n_layers):
         for head in range(graph.n_heads):
-            for kind in ("q", "k", "v"):
-                index = graph.head_receiver(layer, head, kind)
-                owner[index] = graph.head_sender(layer, head)
-                spread[index] = kind != "q"
-        owner[graph.mlp_receiver(layer)] = graph.mlp_sender(layer)
-    return owner, spread
+            for kind in ("k", "v"):
+                spread[graph.head_receiver(layer, head, kind)] = True
+    return graph.receiver_owner, spread
 
 
 def prune_dead(keep: torch.Tensor, graph: EdgeGraph) -> torch.Tensor:
